@@ -1,0 +1,5 @@
+"""`python -m shadowd` runs the CLI."""
+
+from shadowd.cli import main
+
+main()
