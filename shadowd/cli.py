@@ -1,0 +1,432 @@
+"""The `shadowd` command line (SPEC §4): builds settings, config and adapters, then hands them down."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from shadowd import __version__
+from shadowd.config import Config, ConfigError, Settings, load_config
+from shadowd.core.rollout import RolloutSpec
+from shadowd.logging import configure_logging
+
+T = TypeVar("T")
+DEFAULT_DB = "sqlite:///shadowd.db"
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Context:
+    """What every subcommand gets: settings, the config path, the database URL, output mode."""
+
+    def __init__(self, db: str | None, config: Path | None, as_json: bool, log_level: str | None) -> None:
+        self.settings = Settings()
+        self.db_url = db or self.settings.database_url or DEFAULT_DB
+        self.config_path = config or self.settings.config
+        self.as_json = as_json
+        configure_logging(log_level or self.settings.log_level, self.settings.log_format)
+
+    def config(self) -> Config:
+        return load_config(self.config_path, self.settings)
+
+    def rollout(self, config: Config, name: str) -> RolloutSpec:
+        spec = config.rollout(name)
+        if spec is None:
+            known = ", ".join(r.name for r in config.rollouts) or "none"
+            raise click.UsageError(f"no rollout named {name!r} in the config (known: {known})")
+        return spec
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--db, -c and --json after the subcommand's name, as in `shadowd verdicts --rollout X -c f.yaml`."""
+
+    @click.option("--db", "db", envvar="SHADOWD_DATABASE_URL", help="Database URL (default: a local SQLite file).")
+    @click.option("-c", "--config", "config", type=click.Path(path_type=Path), envvar="SHADOWD_CONFIG",
+                  help="Path to shadowd.yaml.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+    @click.option("--log-level", default=None, help="debug, info, warning, error.")
+    @functools.wraps(func)
+    def wrapper(db: str | None, config: Path | None, as_json: bool, log_level: str | None, **kwargs: Any) -> Any:
+        return func(Context(db, config, as_json, log_level), **kwargs)
+
+    return wrapper
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        click.echo(f"config error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shadowd")
+def main() -> None:
+    """Shadow-test a candidate Claude model on mirrored production traffic and gate its canary."""
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+@main.command()
+@common_options
+@click.option("--http", "http", default=None, help="Serve the HTTP API on HOST:PORT (e.g. 0.0.0.0:8080).")
+@click.option("--drain-timeout", default=60.0, show_default=True, help="Seconds to finish in-flight work on SIGTERM.")
+@click.option("--no-promoter", is_flag=True, help="Do not take part in the promoter election.")
+@click.option("--promoter-interval", default=30.0, show_default=True, help="Seconds between gate evaluations.")
+def run(ctx: Context, http: str | None, drain_timeout: float, no_promoter: bool, promoter_interval: float) -> None:
+    """The daemon: Kafka in, verdicts out, promoter, HTTP API."""
+    from shadowd.daemon import DaemonOptions, run_daemon
+
+    config = _config_or_exit(ctx)
+    options = DaemonOptions(
+        http=http, drain_timeout_s=drain_timeout, promoter=not no_promoter, promoter_interval_s=promoter_interval
+    )
+    sys.exit(run_daemon(config, ctx.settings, ctx.db_url, options))
+
+
+@main.command()
+@common_options
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def replay(ctx: Context, file: Path, progress: bool | None) -> None:
+    """Replay a JSONL file of envelopes through the pipeline; print a summary."""
+    config = _config_or_exit(ctx)
+    summary = run_async(_replay(ctx, config, file, progress, base_url=None))
+    if ctx.as_json:
+        emit_json(summary.to_dict())
+    else:
+        _print_summary(summary.to_dict())
+
+
+async def _replay(ctx: Context, config: Config, file: Path, progress: bool | None, base_url: str | None) -> Any:
+    from shadowd.wiring import open_pipeline
+    from shadowd.replay_file import count_records, replay_file
+
+    async with open_pipeline(config, ctx.db_url, base_url=base_url) as (pipeline, writer, store, models):
+        for spec in config.rollouts:
+            await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now())
+        records_in_flight = max(1, config.models.max_concurrency // 3)
+        show = sys.stderr.isatty() if progress is None else progress
+        if not show:
+            return await replay_file(file, pipeline, writer, records_in_flight=records_in_flight)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("replay", total=count_records(file))
+            return await replay_file(
+                file, pipeline, writer, records_in_flight=records_in_flight,
+                on_record=lambda: bar.advance(task),
+            )
+
+
+@main.command()
+@common_options
+@click.option("--count", default=300, show_default=True, help="Envelopes of demo traffic to generate.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--behaviours", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A fake-model behaviour file instead of the demo's.")
+def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
+    """Everything embedded: sample traffic, fake baseline and regressed candidate, SQLite, report."""
+    from shadowd.demo.run import run_demo
+
+    db_url = ctx.db_url if ctx.db_url != DEFAULT_DB else "sqlite:///shadowd-demo.db"
+    result = run_async(run_demo(db_url, count=count, seed=seed, behaviours=behaviours,
+                                progress=sys.stderr.isatty() and not ctx.as_json))
+    if ctx.as_json:
+        emit_json(result)
+        return
+    from shadowd.render import print_report
+
+    _print_summary(result["summary"])
+    for report, decision in zip(result["reports"], result["decisions"], strict=True):
+        print_report(report)
+        click.echo(f"canary decision for {decision['rollout']}: {decision['decision'].upper()} "
+                   f"(canary now {decision['canary_percent']}%)\n")
+    click.echo(f"\nVerdicts are in {db_url}. Look closer with, for example:")
+    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_url} -c {result['config']}")
+    click.echo(f"  shadowd show --rollout opus-4-7 <request_id> --db {db_url} -c {result['config']}")
+
+
+# --- reading verdicts ----------------------------------------------------------------------------
+
+
+@main.command()
+@common_options
+@click.option("--rollout", "rollout_name", default=None, help="Rollout name (default: every rollout in the config).")
+@click.option("--check", is_flag=True, help="Exit 1 when the gate says roll back.")
+def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
+    """Counts, rates with confidence intervals, by code and route, latency, cost, stage and decision."""
+    from shadowd.render import print_report
+
+    config = _config_or_exit(ctx)
+    specs = [ctx.rollout(config, rollout_name)] if rollout_name else list(config.rollouts)
+    if not specs:
+        raise click.UsageError("the config declares no rollouts")
+    reports = run_async(_reports(ctx, specs))
+    if ctx.as_json:
+        emit_json(reports[0] if rollout_name else reports)
+    else:
+        for item in reports:
+            print_report(item)
+    if check and any(item["decision"] == "rollback" for item in reports):
+        sys.exit(EXIT_GATE_FAILED)
+
+
+async def _reports(ctx: Context, specs: list[RolloutSpec]) -> list[dict[str, Any]]:
+    from shadowd.report import build_report
+
+    async with _store(ctx) as store:
+        return [await build_report(store, spec) for spec in specs]
+
+
+@main.command()
+@common_options
+@click.option("--rollout", "rollout_name", required=True)
+@click.option("--status", type=click.Choice(["pass", "regression", "noise", "error", "skipped"]))
+@click.option("--code", help="A finding code, e.g. schema.key_missing.")
+@click.option("--route")
+@click.option("--since", help="RFC 3339 time or a duration ago such as 2h, 30m, 7d.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--cursor", type=int, default=None, help="Show verdicts older than this id (paging).")
+def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | None, route: str | None,
+             since: str | None, limit: int, cursor: int | None) -> None:
+    """List verdicts, newest first, with filters."""
+    from shadowd.adapters.sql_store import VerdictFilter
+    from shadowd.render import print_verdicts
+    from shadowd.timeparse import parse_since
+
+    try:
+        since_at = parse_since(since, now()) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    where = VerdictFilter(status=status, code=code, route=route, since=since_at)
+
+    async def fetch() -> Any:
+        async with _store(ctx) as store:
+            return await store.list_verdicts(rollout_name, where, limit=limit, before_id=cursor)
+
+    rows = run_async(fetch())
+    if ctx.as_json:
+        emit_json([row.to_dict() for row in rows])
+    else:
+        print_verdicts(rows)
+
+
+@main.command()
+@common_options
+@click.option("--rollout", "rollout_name", required=True)
+@click.argument("request_id")
+def show(ctx: Context, rollout_name: str, request_id: str) -> None:
+    """One verdict side by side: both outputs, the findings, the adaptations."""
+    from shadowd.render import print_verdict
+
+    async def fetch() -> Any:
+        async with _store(ctx) as store:
+            return await store.get_verdict(rollout_name, request_id)
+
+    row = run_async(fetch())
+    if row is None:
+        click.echo(f"no verdict for request {request_id!r} in rollout {rollout_name!r}", err=True)
+        sys.exit(EXIT_USAGE)
+    if ctx.as_json:
+        emit_json(row.verdict.to_dict() | {"outputs": _outputs(row.verdict)})
+    else:
+        print_verdict(row.verdict)
+
+
+def _outputs(verdict: Any) -> dict[str, Any]:
+    return {
+        side: (getattr(verdict, side).to_dict()["content"] if getattr(verdict, side) else None)
+        for side in ("baseline", "candidate", "baseline_repeat")
+    }
+
+
+@main.command("dead-letters")
+@common_options
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+def dead_letters_command(ctx: Context, limit: int) -> None:
+    """Records that could not be used, with their reason and original bytes."""
+
+    async def fetch() -> Any:
+        async with _store(ctx) as store:
+            return await store.dead_letter_counts(), await store.list_dead_letters(limit)
+
+    counts, rows = run_async(fetch())
+    if ctx.as_json:
+        emit_json({"counts": counts, "dead_letters": rows})
+        return
+    click.echo("by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
+    for row in rows:
+        click.echo(f"{row['source']}#{row['partition']}@{row['offset']}  {row['reason']}  {row['detail'][:100]}")
+
+
+# --- rollout control -----------------------------------------------------------------------------
+
+
+@main.group()
+def rollout() -> None:
+    """Manual control of a rollout, recorded in the audit trail."""
+
+
+@rollout.command("status")
+@common_options
+@click.argument("name")
+def rollout_status(ctx: Context, name: str) -> None:
+    """The stage, state, gate decision and recent audit entries."""
+    config = _config_or_exit(ctx)
+    spec = ctx.rollout(config, name)
+
+    async def fetch() -> Any:
+        from shadowd.report import build_report
+
+        async with _store(ctx) as store:
+            return await build_report(store, spec), await store.list_decisions(name, limit=10)
+
+    report_obj, history = run_async(fetch())
+    if ctx.as_json:
+        emit_json(report_obj | {"history": history})
+        return
+    from shadowd.render import print_history, print_report
+
+    print_report(report_obj)
+    print_history(history)
+
+
+def _manual(action: str) -> Callable[..., None]:
+    @common_options
+    @click.argument("name")
+    @click.option("--actor", default=None, help="Who does this (default: $USER).")
+    def command(ctx: Context, name: str, actor: str | None) -> None:
+        from shadowd.promoter import ManualActionError, apply_manual
+
+        config = _config_or_exit(ctx)
+        spec = ctx.rollout(config, name)
+        who = actor or f"cli:{os.environ.get('USER', 'unknown')}"
+
+        async def act() -> Any:
+            async with _store(ctx) as store:
+                return await apply_manual(store, spec, action, who, now())  # type: ignore[arg-type]
+
+        try:
+            applied = run_async(act())
+        except ManualActionError as exc:
+            click.echo(f"{action} refused: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        if ctx.as_json:
+            emit_json(applied.to_dict())
+        else:
+            click.echo(f"{name}: {applied.decision} — stage {applied.stage_index + 1}, "
+                       f"canary {applied.canary_percent}% ({'; '.join(applied.reasons)})")
+
+    command.__doc__ = f"{action.capitalize()} the rollout (manual, audited)."
+    return command
+
+
+for _action in ("pause", "resume", "promote", "rollback"):
+    rollout.command(_action)(_manual(_action))
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@common_options
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Alembic migrations to head (works from an installed wheel)."""
+    from shadowd.adapters.sql_store import create_engine, upgrade_database
+
+    async def upgrade() -> None:
+        engine = create_engine(ctx.db_url)
+        try:
+            await upgrade_database(engine, revision)
+        finally:
+            await engine.dispose()
+
+    run_async(upgrade())
+    if ctx.as_json:
+        emit_json({"upgraded_to": revision})
+    else:
+        click.echo(f"database upgraded to {revision}")
+
+
+@main.command("fake-model")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--behaviours", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="YAML behaviour file (default: every model clean).")
+@click.option("--log-level", default="info")
+def fake_model(host: str, port: int, behaviours: Path | None, log_level: str) -> None:
+    """A Messages-API-compatible test server with scripted behaviours."""
+    from shadowd.fakemodel import BehaviourError, load_behaviours, serve_forever
+
+    configure_logging(log_level)
+    try:
+        loaded = load_behaviours(behaviours)
+    except BehaviourError as exc:
+        click.echo(f"behaviour file error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    serve_forever(loaded, host, port)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _config_or_exit(ctx: Context) -> Config:
+    try:
+        return ctx.config()
+    except ConfigError as exc:
+        click.echo(f"config error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+class _store:
+    """`async with _store(ctx) as store`: open, migrate to head, close."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def __aenter__(self) -> Any:
+        from shadowd.adapters.sql_store import open_store
+
+        self.store = await open_store(self.ctx.db_url, upgrade=True)
+        return self.store
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.store.close()
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    letters = summary["dead_letters"]
+    click.echo(
+        f"{summary['records']} records in {summary['elapsed_s']:.1f}s: {summary['verdicts']} verdicts "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(summary['statuses'].items())) or 'none'}), "
+        f"{summary['already_present']} already present, {summary['unmatched']} matched no rollout, "
+        f"{sum(letters.values())} dead letters"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))})" if letters else "")
+    )

@@ -1,0 +1,262 @@
+"""The YAML config (SPEC §2) and environment settings, validated once at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shadowd.core.compare import RouteRules
+from shadowd.core.gate import GateConfig
+from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
+from shadowd.core.rollout import RolloutSpec
+
+
+class ConfigError(Exception):
+    """A config problem, named by its key and file so the operator can fix it without guessing."""
+
+    def __init__(self, key: str, detail: str, file: Path | None) -> None:
+        where = str(file) if file else "<built-in config>"
+        super().__init__(f"{where}: {key}: {detail}")
+        self.key = key
+        self.file = file
+        self.detail = detail
+
+
+class Settings(BaseSettings):
+    """Process settings from the environment (`SHADOWD_` prefix); secrets live only here."""
+
+    model_config = SettingsConfigDict(env_prefix="SHADOWD_", extra="ignore")
+
+    database_url: str | None = None
+    config: Path | None = None
+    kafka_bootstrap_servers: str | None = None
+    admin_token: str | None = None
+    read_token: str | None = None
+    log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = "llm.mirror"
+    group_id: str = "shadowd"
+    dlq_topic: str | None = None  # default: <topic>.dlq
+    decisions_topic: str = "shadowd.decisions"
+    client: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+
+class ModelsConfig(_Strict):
+    base_url: str | None = None
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int = Field(default=256, ge=1)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class RouteConfig(_Strict):
+    output_schema: str | None = None
+    ignore_paths: list[str] = Field(default_factory=list)
+
+
+class GateSection(_Strict):
+    min_samples: int = Field(default=200, ge=1)
+    max_regression_rate_increase: float = Field(default=0.01, ge=0, le=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    max_latency_p95_ratio: float = Field(default=1.5, gt=0)
+    max_cost_ratio: float = Field(default=2.0, gt=0)
+
+
+class BudgetSection(_Strict):
+    usd_per_hour: float | None = Field(default=None, gt=0)
+
+
+class RolloutConfig(_Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    baseline: str
+    candidate: str
+    baseline_source: Literal["replay", "recorded"] = "replay"
+    noise_check: bool = True
+    routes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    stages: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100], min_length=1)
+    gate: GateSection = Field(default_factory=GateSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_rise(cls, stages: list[int]) -> list[int]:
+        if any(not 0 < s <= 100 for s in stages):
+            raise ValueError("every stage must be a percentage in 1..100")
+        if any(b <= a for a, b in zip(stages, stages[1:], strict=False)):
+            raise ValueError("stages must strictly increase")
+        return stages
+
+
+class FileConfig(_Strict):
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    rollouts: list[RolloutConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_rollouts(self) -> FileConfig:
+        seen: set[str] = set()
+        for rollout in self.rollouts:
+            if rollout.name in seen:
+                raise ValueError(f"rollout name {rollout.name!r} is used twice")
+            seen.add(rollout.name)
+        return self
+
+
+class Config:
+    """The validated config with everything resolved: schemas loaded, profiles merged, env applied."""
+
+    def __init__(
+        self,
+        file: FileConfig,
+        path: Path | None,
+        route_rules: dict[str, RouteRules],
+        profiles: dict[str, ModelProfile],
+        rollouts: tuple[RolloutSpec, ...],
+    ) -> None:
+        self.file = file
+        self.path = path
+        self.kafka = file.kafka
+        self.models = file.models
+        self.route_rules = route_rules
+        self.profiles = profiles
+        self.rollouts = rollouts
+
+    def rules_for(self, route: str) -> RouteRules:
+        return self.route_rules.get(route) or RouteRules()
+
+    def rollout(self, name: str) -> RolloutSpec | None:
+        return next((r for r in self.rollouts if r.name == name), None)
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.models.api_key_env)
+
+
+def load_config(path: Path | None, settings: Settings | None = None) -> Config:
+    """Read and validate `path` (None = defaults); any problem raises ConfigError naming key and file."""
+    settings = settings or Settings()
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("(file)", f"cannot read the config: {exc.strerror or exc}", path) from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError("(file)", f"not valid YAML: {exc}", path) from None
+        if not isinstance(raw, dict):
+            raise ConfigError("(top level)", "must be a mapping", path)
+    if settings.kafka_bootstrap_servers:
+        raw = {**raw, "kafka": {**(raw.get("kafka") or {}), "bootstrap_servers": settings.kafka_bootstrap_servers}}
+    try:
+        file = FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = _dotted(error["loc"], raw)
+        raise ConfigError(key, _describe(error), path) from None
+
+    base_dir = path.parent if path is not None else Path.cwd()
+    route_rules = {
+        route: RouteRules(
+            output_schema=_load_schema(f"routes.{route}.output_schema", spec.output_schema, base_dir, path),
+            ignore_paths=tuple(spec.ignore_paths),
+        )
+        for route, spec in file.routes.items()
+    }
+    try:
+        profiles = resolve_profiles(file.models.profiles)
+    except ProfileError as exc:
+        raise ConfigError(exc.key, str(exc).split(": ", 1)[-1], path) from None
+
+    rollouts = []
+    for index, rollout in enumerate(file.rollouts):
+        for side in ("baseline", "candidate"):
+            model = getattr(rollout, side)
+            if model not in profiles:
+                raise ConfigError(
+                    f"rollouts[{index}].{side}",
+                    f"no capability profile for {model!r}; add one under models.profiles",
+                    path,
+                )
+        rollouts.append(
+            RolloutSpec(
+                name=rollout.name,
+                baseline=rollout.baseline,
+                candidate=rollout.candidate,
+                baseline_source=rollout.baseline_source,
+                noise_check=rollout.noise_check,
+                routes=tuple(rollout.routes),
+                sample_rate=rollout.sample_rate,
+                stages=tuple(rollout.stages),
+                gate=GateConfig(**rollout.gate.model_dump()),
+                budget_usd_per_hour=rollout.budget.usd_per_hour,
+            )
+        )
+    return Config(file, path, route_rules, profiles, tuple(rollouts))
+
+
+def _load_schema(key: str, ref: str | None, base_dir: Path, path: Path | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    schema_path = (base_dir / ref).resolve()
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read schema file {schema_path}: {exc.strerror or exc}", path) from None
+    except ValueError as exc:
+        raise ConfigError(key, f"schema file {schema_path} is not valid JSON: {exc}", path) from None
+    if not isinstance(schema, dict):
+        raise ConfigError(key, f"schema file {schema_path} must hold a JSON object", path)
+    try:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ConfigError(key, f"schema file {schema_path} is not a valid JSON Schema: {exc.message}", path) from None
+    return schema
+
+
+def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
+    """Render a pydantic error location as the YAML key a person would look for."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and isinstance(node[item], dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]" + (f"({name})" if name else "")]
+        else:
+            parts.append(str(item))
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

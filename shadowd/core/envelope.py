@@ -1,0 +1,158 @@
+"""The mirrored-request envelope `shadowd.mirror/v1` (SPEC §1): parsing and validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SCHEMA = "shadowd.mirror/v1"
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
+MAX_REQUEST_ID_CHARS = 256
+
+
+class EnvelopeError(ValueError):
+    """A record that cannot be used. `reason` is one of SPEC §1's dead-letter reasons."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    request_id: str
+    request: dict[str, Any]
+    route: str = "default"
+    captured_at: datetime | None = None
+    api_version: str | None = None
+    response: dict[str, Any] | None = None
+    latency_ms: float | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return str(self.request["model"])
+
+
+def parse_envelope(raw: bytes | str) -> Envelope:
+    """Parse one record value; raises only EnvelopeError, whose reason names what is wrong."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError("too_large", f"{len(raw)} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EnvelopeError("invalid_json", str(exc)[:300]) from None
+    if not isinstance(data, dict):
+        raise EnvelopeError("not_an_object", f"top-level JSON is {_json_type(data)}, not an object")
+    return envelope_from_object(data)
+
+
+def envelope_from_object(data: dict[str, Any]) -> Envelope:
+    if "schema" not in data:
+        raise EnvelopeError("missing_field:schema", "the envelope has no `schema` field")
+    if data["schema"] != SCHEMA:
+        raise EnvelopeError("unsupported_schema", f"schema {str(data['schema'])[:100]!r} is not {SCHEMA!r}")
+
+    request_id = _required(data, "request_id")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID_CHARS:
+        raise EnvelopeError("invalid_field:request_id", "must be a string of 1 to 256 characters")
+
+    request = _required(data, "request")
+    if not isinstance(request, dict):
+        raise EnvelopeError("invalid_field:request", f"must be an object, got {_json_type(request)}")
+    _check_request(request)
+
+    route = data.get("route", "default")
+    if not isinstance(route, str) or not route:
+        raise EnvelopeError("invalid_field:route", "must be a non-empty string")
+
+    api_version = data.get("api_version")
+    if api_version is not None and (not isinstance(api_version, str) or not api_version):
+        raise EnvelopeError("invalid_field:api_version", "must be a non-empty string")
+
+    response = data.get("response")
+    if response is not None and not isinstance(response, dict):
+        raise EnvelopeError("invalid_field:response", f"must be an object, got {_json_type(response)}")
+
+    latency_ms = data.get("latency_ms")
+    if latency_ms is not None and (
+        isinstance(latency_ms, bool) or not isinstance(latency_ms, int | float) or not latency_ms >= 0
+    ):
+        raise EnvelopeError("invalid_field:latency_ms", "must be a non-negative number")
+
+    attributes = data.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        raise EnvelopeError("invalid_field:attributes", "must be an object whose values are strings")
+
+    return Envelope(
+        request_id=request_id,
+        request=request,
+        route=route,
+        captured_at=_parse_timestamp(data.get("captured_at")),
+        api_version=api_version,
+        response=response,
+        latency_ms=float(latency_ms) if latency_ms is not None else None,
+        attributes=dict(attributes),
+    )
+
+
+def _check_request(request: dict[str, Any]) -> None:
+    for name in ("model", "max_tokens", "messages"):
+        if name not in request:
+            raise EnvelopeError(f"missing_field:request.{name}", f"the request has no `{name}`")
+    model = request["model"]
+    if not isinstance(model, str) or not model:
+        raise EnvelopeError("invalid_field:request.model", "must be a non-empty string")
+    max_tokens = request["max_tokens"]
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise EnvelopeError("invalid_field:request.max_tokens", "must be a positive integer")
+    messages = request["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise EnvelopeError("invalid_field:request.messages", "must be a non-empty array")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise EnvelopeError(
+                "invalid_field:request.messages", f"message {index} must be an object with role and content"
+            )
+
+
+def _required(data: dict[str, Any], name: str) -> Any:
+    if name not in data:
+        raise EnvelopeError(f"missing_field:{name}", f"the envelope has no `{name}` field")
+    return data[name]
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EnvelopeError("invalid_field:captured_at", "must be an RFC 3339 string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} is not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None or "T" not in text.upper():
+        raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} lacks a date-time with an offset")
+    return parsed
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

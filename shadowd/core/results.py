@@ -1,0 +1,107 @@
+"""What one model call produced, as plain data: the comparator's and the store's input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SideSource = Literal["replay", "recorded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @classmethod
+    def from_api(cls, usage: dict[str, Any] | None) -> Usage:
+        usage = usage or {}
+
+        def count(key: str) -> int:
+            value = usage.get(key)
+            return int(value) if isinstance(value, int | float) and value >= 0 else 0
+
+        return cls(
+            input_tokens=count("input_tokens"),
+            output_tokens=count("output_tokens"),
+            cache_creation_input_tokens=count("cache_creation_input_tokens"),
+            cache_read_input_tokens=count("cache_read_input_tokens"),
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SideResult:
+    """One side of a comparison: the baseline, its noise replay, or the candidate.
+
+    `ok` is False when the call failed after retries; `error` then says why and `content` is empty.
+    `content` holds the Messages API content blocks as JSON objects, exactly as returned.
+    """
+
+    model: str
+    ok: bool
+    content: tuple[dict[str, Any], ...] = ()
+    stop_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+    attempts: int = 1
+    streamed: bool = False
+    source: SideSource = "replay"
+
+    @property
+    def text(self) -> str:
+        """The concatenated text blocks: what a reader of the response would see."""
+        return "".join(
+            str(block.get("text", "")) for block in self.content if block.get("type") == "text"
+        )
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [block for block in self.content if block.get("type") == "tool_use"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "ok": self.ok,
+            "content": list(self.content),
+            "stop_reason": self.stop_reason,
+            "usage": self.usage.to_dict(),
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "latency_ms": self.latency_ms,
+            "ttft_ms": self.ttft_ms,
+            "cost_usd": self.cost_usd,
+            "error": self.error,
+            "attempts": self.attempts,
+            "streamed": self.streamed,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SideResult:
+        return cls(
+            model=str(data.get("model", "")),
+            ok=bool(data.get("ok", False)),
+            content=tuple(data.get("content") or ()),
+            stop_reason=data.get("stop_reason"),
+            usage=Usage.from_api(data.get("usage")),
+            latency_ms=data.get("latency_ms"),
+            ttft_ms=data.get("ttft_ms"),
+            cost_usd=data.get("cost_usd"),
+            error=data.get("error"),
+            attempts=int(data.get("attempts", 1)),
+            streamed=bool(data.get("streamed", False)),
+            source=data.get("source", "replay"),
+        )

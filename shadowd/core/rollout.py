@@ -1,0 +1,57 @@
+"""Which rollouts a mirrored request belongs to, sampling, and the shadow spend cap."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from shadowd.core.envelope import Envelope
+from shadowd.core.gate import GateConfig
+
+BaselineSource = Literal["replay", "recorded"]
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSpec:
+    name: str
+    baseline: str
+    candidate: str
+    baseline_source: BaselineSource = "replay"
+    noise_check: bool = True
+    routes: tuple[str, ...] = ("*",)
+    sample_rate: float = 1.0
+    stages: tuple[int, ...] = (1, 5, 25, 50, 100)
+    gate: GateConfig = field(default_factory=GateConfig)
+    budget_usd_per_hour: float | None = None
+
+    def applies_to(self, envelope: Envelope) -> bool:
+        return envelope.model == self.baseline and any(fnmatchcase(envelope.route, p) for p in self.routes)
+
+    def sampled_in(self, request_id: str) -> bool:
+        """Deterministic per (rollout, request): a redelivered record gets the same answer."""
+        if self.sample_rate >= 1.0:
+            return True
+        digest = hashlib.sha256(f"{self.name}\0{request_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.sample_rate
+
+
+@dataclass(slots=True)
+class SpendWindow:
+    """Shadow spend over the last hour; the caller supplies the times (seconds, any monotonic origin)."""
+
+    horizon_s: float = 3600.0
+    _entries: deque[tuple[float, float]] = field(default_factory=deque)
+    _total: float = 0.0
+
+    def add(self, at_s: float, usd: float) -> None:
+        self._entries.append((at_s, usd))
+        self._total += usd
+
+    def spent(self, now_s: float) -> float:
+        while self._entries and self._entries[0][0] <= now_s - self.horizon_s:
+            _, usd = self._entries.popleft()
+            self._total -= usd
+        return max(self._total, 0.0)

@@ -1,0 +1,158 @@
+"""`shadowd run`: owns the event loop, the signals and the shutdown order; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
+from shadowd.adapters.sql_store import open_store
+from shadowd.api import ApiState, create_app, start_http
+from shadowd.config import Config, Settings
+from shadowd.consumer import MirrorConsumer
+from shadowd.metrics import Metrics
+from shadowd.pipeline import ShadowPipeline
+from shadowd.promoter import PromoterLoop
+from shadowd.wiring import model_client
+from shadowd.writer import BatchWriter
+
+log = structlog.get_logger("shadowd.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    http: str | None = None
+    drain_timeout_s: float = 60.0
+    promoter: bool = True
+    promoter_interval_s: float = 30.0
+    calls_per_record: int = 3  # baseline, its noise replay, candidate
+
+
+def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonOptions) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean drain, 1 after a fatal error."""
+    try:
+        asyncio.run(async_run(config, settings, db_url, options))
+    except KafkaClientOptionError as exc:
+        log.error("fatal", error=str(exc))
+        return 2
+    except Exception as exc:
+        log.exception("fatal", error=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+async def async_run(
+    config: Config,
+    settings: Settings,
+    db_url: str,
+    options: DaemonOptions,
+    stop: asyncio.Event | None = None,
+    metrics: Metrics | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    metrics = metrics or Metrics()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+    store = await _open_store_when_up(db_url, stop)
+    if store is None:
+        return
+    models = model_client(config)
+    writer = BatchWriter(store, metrics)
+    pipeline = ShadowPipeline(config, models, store, metrics)
+    max_in_flight = max(1, config.models.max_concurrency // options.calls_per_record)
+    consumer = make_consumer(config.kafka, max_records=max_in_flight)
+    producer = make_producer(config.kafka)
+    mirror = MirrorConsumer(
+        consumer, producer, pipeline, writer,
+        topic=config.kafka.topic, dlq_topic=config.kafka.dead_letter_topic, max_in_flight=max_in_flight,
+        metrics=metrics,
+    )
+    runner: web.AppRunner | None = None
+    background: list[asyncio.Task[None]] = []
+    try:
+        await producer.start()
+        await consumer.start()
+        await writer.start()
+        mirror.subscribe()
+
+        async def publish_decision(decision: dict[str, Any]) -> None:
+            await producer.send_and_wait(
+                config.kafka.decisions_topic, json.dumps(decision).encode(), key=decision["rollout"].encode()
+            )
+
+        if options.http:
+            state = ApiState(
+                config=config, store=store, metrics=metrics,
+                admin_token=settings.admin_token, read_token=settings.read_token,
+                readiness={"database": store.ping, "kafka": lambda: _kafka_ping(consumer)},
+                publish_decision=publish_decision,
+            )
+            runner = await start_http(create_app(state), options.http)
+            log.info("http_listening", listen=options.http)
+        if options.promoter and config.rollouts:
+            promoter = PromoterLoop(
+                store, config.rollouts, interval_s=options.promoter_interval_s,
+                publish=publish_decision, metrics=metrics,
+            )
+            background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
+        log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,
+                 rollouts=[r.name for r in config.rollouts])
+        await mirror.run(stop, options.drain_timeout_s)
+        log.info("stopped", records=mirror.records_done)
+    finally:
+        stop.set()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        if runner is not None:
+            await runner.cleanup()
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        await writer.close()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await models.close()
+        await store.close()
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        log.warning("second_signal_ignored_draining", signal=sig.name)
+        return
+    log.info("shutdown_requested", signal=sig.name)
+    stop.set()
+
+
+async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
+    """Start even if the database is still coming up: retry the first connection with backoff."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await open_store(db_url, upgrade=True)
+        except (OSError, ConnectionError) as exc:
+            log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
+        except Exception as exc:
+            if "connect" not in repr(exc).lower():
+                raise
+            log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, 15.0)
+    return None
+
+
+async def _kafka_ping(consumer: Any) -> None:
+    await consumer.topics()
+
+
+__all__ = ["DaemonOptions", "async_run", "run_daemon"]

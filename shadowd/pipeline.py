@@ -1,0 +1,226 @@
+"""Envelope in, verdicts out: the wiring of parse → adapt → replay → compare for one record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from shadowd.adapters.anthropic_client import recorded_side
+from shadowd.config import Config
+from shadowd.core.adaptation import adapt_request
+from shadowd.core.compare import COMPARATOR_VERSION, compare
+from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
+from shadowd.core.findings import Status
+from shadowd.core.results import SideResult
+from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.metrics import Metrics
+from shadowd.ports import ModelClient, VerdictStore
+from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
+
+log = structlog.get_logger("shadowd.pipeline")
+
+
+@dataclass(slots=True)
+class RecordOutcome:
+    record: SourceRecord
+    verdicts: list[VerdictRecord] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+    already_done: int = 0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ShadowPipeline:
+    """Turns one source record into its verdicts (or a dead letter); never raises for bad input."""
+
+    def __init__(
+        self,
+        config: Config,
+        models: ModelClient,
+        store: VerdictStore,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.models = models
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.spend = {r.name: SpendWindow() for r in config.rollouts}
+
+    async def replay_record(self, record: SourceRecord) -> RecordOutcome:
+        outcome = RecordOutcome(record)
+        try:
+            envelope = parse_envelope(record.value)
+        except EnvelopeError as exc:
+            outcome.dead_letter = self.dead_letter(record, exc.reason, exc.detail)
+            return outcome
+        matching = [r for r in self.config.rollouts if r.applies_to(envelope)]
+        if not matching:
+            self.metrics.records.labels("unmatched").inc()
+            return outcome
+        done = await self.store.existing_verdicts([(r.name, envelope.request_id) for r in matching])
+        pending = [r for r in matching if (r.name, envelope.request_id) not in done]
+        outcome.already_done = len(matching) - len(pending)
+        if pending:
+            outcome.verdicts = await self.replay_envelope(envelope, pending, record)
+        return outcome
+
+    def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> DeadLetter:
+        self.metrics.dead_letters.labels(reason).inc()
+        log.warning(
+            "dead_letter", reason=reason, detail=detail[:300], source=record.source,
+            partition=record.partition, offset=record.offset,
+        )
+        return DeadLetter(
+            source=record.source, partition=record.partition, offset=record.offset, reason=reason,
+            detail=detail, payload=record.value, created_at=self.clock(),
+        )
+
+    async def replay_envelope(
+        self, envelope: Envelope, rollouts: list[RolloutSpec], record: SourceRecord | None = None
+    ) -> list[VerdictRecord]:
+        skipped: list[VerdictRecord] = []
+        active: list[RolloutSpec] = []
+        now_s = self.monotonic()
+        for rollout in rollouts:
+            if not rollout.sampled_in(envelope.request_id):
+                skipped.append(self._verdict(envelope, rollout, record, Status.SKIPPED, reason="sampled out"))
+            elif (
+                rollout.budget_usd_per_hour is not None
+                and self.spend[rollout.name].spent(now_s) >= rollout.budget_usd_per_hour
+            ):
+                skipped.append(self._verdict(envelope, rollout, record, Status.SKIPPED, reason="over the hourly budget"))
+            else:
+                active.append(rollout)
+
+        # Rollouts that share a baseline share its replay: one call serves them all.
+        baseline_calls: dict[tuple[str, str, bool], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
+        candidate_calls: list[tuple[RolloutSpec, asyncio.Task[tuple[SideResult, tuple[str, ...]]]]] = []
+        async with asyncio.TaskGroup() as group:
+            for rollout in active:
+                key = (rollout.baseline, rollout.baseline_source, rollout.noise_check)
+                if key not in baseline_calls:
+                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout))
+                candidate_calls.append((rollout, group.create_task(self._replay(envelope, rollout.candidate))))
+
+        verdicts = skipped
+        for rollout, task in candidate_calls:
+            candidate, adaptations = task.result()
+            baseline, repeat = baseline_calls[(rollout.baseline, rollout.baseline_source, rollout.noise_check)].result()
+            comparison = compare(
+                baseline,
+                candidate,
+                repeat,
+                rules=self.config.rules_for(envelope.route),
+                tools=_tools(envelope.request),
+            )
+            spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
+            self.spend[rollout.name].add(now_s, spent)
+            verdicts.append(
+                self._verdict(
+                    envelope, rollout, record, comparison.status,
+                    reason=comparison.reason, findings=comparison.findings, baseline=baseline,
+                    candidate=candidate, repeat=repeat, adaptations=adaptations,
+                    noise_blocking=comparison.baseline_noise_blocking,
+                )
+            )
+        for verdict in verdicts:
+            self._observe(verdict)
+        return verdicts
+
+    async def _baseline_sides(self, envelope: Envelope, rollout: RolloutSpec) -> tuple[SideResult, SideResult | None]:
+        wants_repeat = rollout.noise_check
+        if rollout.baseline_source == "recorded":
+            profile = self.config.profiles.get(rollout.baseline)
+            if envelope.response is None:
+                baseline = SideResult(
+                    model=rollout.baseline, ok=False, source="recorded",
+                    error="baseline_source is recorded but the envelope has no response",
+                )
+            else:
+                baseline = recorded_side(rollout.baseline, envelope.response, envelope.latency_ms, profile)
+            repeat = (await self._replay(envelope, rollout.baseline))[0] if wants_repeat else None
+            return baseline, repeat
+        if wants_repeat:
+            (baseline, _), (repeat, _) = await asyncio.gather(
+                self._replay(envelope, rollout.baseline), self._replay(envelope, rollout.baseline)
+            )
+            return baseline, repeat
+        return (await self._replay(envelope, rollout.baseline))[0], None
+
+    async def _replay(self, envelope: Envelope, model: str) -> tuple[SideResult, tuple[str, ...]]:
+        replay = adapt_request(envelope.request, model, self.config.profiles.get(model))
+        started = time.perf_counter()
+        side = await self.models.replay_request(replay, envelope.api_version)
+        self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()
+        self.metrics.model_latency.labels(model).observe(time.perf_counter() - started)
+        return side, replay.adaptations
+
+    def _verdict(
+        self,
+        envelope: Envelope,
+        rollout: RolloutSpec,
+        record: SourceRecord | None,
+        status: Status,
+        *,
+        reason: str | None = None,
+        findings: tuple[Any, ...] = (),
+        baseline: SideResult | None = None,
+        candidate: SideResult | None = None,
+        repeat: SideResult | None = None,
+        adaptations: tuple[str, ...] = (),
+        noise_blocking: bool = False,
+    ) -> VerdictRecord:
+        return VerdictRecord(
+            rollout=rollout.name,
+            request_id=envelope.request_id,
+            route=envelope.route,
+            status=status,
+            findings=findings,
+            comparator_version=COMPARATOR_VERSION,
+            created_at=self.clock(),
+            baseline=baseline,
+            candidate=candidate,
+            baseline_repeat=repeat,
+            adaptations=adaptations,
+            reason=reason,
+            baseline_noise_blocking=noise_blocking,
+            captured_at=envelope.captured_at or (record.timestamp if record else None),
+            attributes=envelope.attributes,
+            source=record.source if record else None,
+            partition=record.partition if record else None,
+            offset=record.offset if record else None,
+        )
+
+    def _observe(self, verdict: VerdictRecord) -> None:
+        self.metrics.verdicts.labels(verdict.rollout, verdict.status.value).inc()
+        for finding in verdict.findings:
+            if not finding.noise:
+                self.metrics.findings.labels(verdict.rollout, finding.code).inc()
+        log.info(
+            "verdict",
+            request_id=verdict.request_id,
+            rollout=verdict.rollout,
+            route=verdict.route,
+            status=verdict.status.value,
+            codes=sorted({f.code for f in verdict.findings if not f.noise}),
+            reason=verdict.reason,
+            partition=verdict.partition,
+            offset=verdict.offset,
+        )
+
+
+def _tools(request: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = request.get("tools")
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []

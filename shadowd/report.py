@@ -1,0 +1,114 @@
+"""The rollout report (SPEC §4 `report --json`): figures from the store, the gate's view of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.core.gate import Evidence, GateDecision, RolloutState, evaluate_gate
+from shadowd.core.rollout import RolloutSpec
+from shadowd.core.stats import wilson_interval
+
+
+def rollout_state_of(spec: RolloutSpec, row: dict[str, Any] | None) -> RolloutState:
+    if row is None:
+        return RolloutState(stages=spec.stages, stage_index=0, state="active")
+    return RolloutState(
+        stages=spec.stages,
+        stage_index=min(int(row["stage_index"]), len(spec.stages) - 1),
+        state=row["state"],
+    )
+
+
+def evidence_from(figures: dict[str, Any]) -> Evidence:
+    return Evidence(
+        samples=figures["samples"],
+        stage_samples=figures["stage_samples"],
+        candidate_regressions=figures["candidate_regressions"],
+        baseline_noise_regressions=figures["baseline_noise_regressions"],
+        both_regressed=figures["both_regressed"],
+        errors=figures["counts"].get("error", 0),
+        latency_p95_baseline_ms=figures["latency_ms"]["baseline"]["p95"],
+        latency_p95_candidate_ms=figures["latency_ms"]["candidate"]["p95"],
+        cost_usd_baseline=figures["cost_usd"]["baseline"],
+        cost_usd_candidate=figures["cost_usd"]["candidate"],
+    )
+
+
+async def gate_view(store: SqlVerdictStore, spec: RolloutSpec) -> tuple[GateDecision, RolloutState, dict[str, Any]]:
+    """What the gate would decide now, with the figures it decided on; changes nothing."""
+    row = await store.rollout_state(spec.name)
+    since = int(row["stage_started_verdict_id"]) if row else 0
+    figures = await store.verdict_figures(spec.name, since_verdict_id=since)
+    state = rollout_state_of(spec, row)
+    return evaluate_gate(spec.gate, state, evidence_from(figures)), state, figures
+
+
+async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, Any]:
+    decision, state, figures = await gate_view(store, spec)
+    counts = figures["counts"]
+    compared = figures["samples"]
+    confidence = spec.gate.confidence
+    regressions = counts.get("regression", 0)
+    low, high = wilson_interval(regressions, compared, confidence)
+    noise_low, noise_high = wilson_interval(figures["baseline_noise_regressions"], compared, confidence)
+    cost = figures["cost_usd"]
+    latency = figures["latency_ms"]
+    return {
+        "rollout": spec.name,
+        "baseline": spec.baseline,
+        "candidate": spec.candidate,
+        "state": state.state,
+        "stage": state.stage_index + 1,
+        "stage_index": state.stage_index,
+        "stages": list(spec.stages),
+        "canary_percent": _current_percent(spec, state),
+        "decision": decision.decision,
+        "reasons": list(decision.reasons),
+        "gate_figures": decision.figures,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "compared": compared,
+        "stage_samples": figures["stage_samples"],
+        "regression_rate": _rate(regressions, compared),
+        "regression_rate_ci": [low, high],
+        "confidence": confidence,
+        "noise_rate": _rate(counts.get("noise", 0), compared),
+        "baseline_noise_rate": _rate(figures["baseline_noise_regressions"], compared),
+        "baseline_noise_rate_ci": [noise_low, noise_high],
+        "by_code": {
+            code: {**entry, "rate": _rate(entry["count"], compared)}
+            for code, entry in sorted(figures["by_code"].items(), key=lambda item: (-item[1]["count"], item[0]))
+        },
+        "noise_by_code": figures["noise_by_code"],
+        "by_route": {
+            route: {
+                "counts": route_counts,
+                "total": sum(route_counts.values()),
+                "regression_rate": _rate(
+                    route_counts.get("regression", 0),
+                    sum(route_counts.get(s, 0) for s in ("pass", "regression", "noise")),
+                ),
+            }
+            for route, route_counts in sorted(figures["by_route"].items())
+        },
+        "latency_ms": latency,
+        "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
+        "cost_usd": {**cost, "ratio": _ratio(cost["candidate"], cost["baseline"])},
+    }
+
+
+def _current_percent(spec: RolloutSpec, state: RolloutState) -> int:
+    if state.state == "rolled_back":
+        return 0
+    return spec.stages[state.stage_index]
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
