@@ -127,7 +127,8 @@ def generate_envelopes(count: int = 300, seed: int = 7, model: str = BASELINE_MO
                 "system": "You are the order desk assistant. Use the tools when they help.",
                 "tools": _TOOLS,
                 "tool_choice": {"type": "auto"},
-                "messages": [{"role": "user", "content": ask}],
+                "messages": [{"role": "user", "content": f"{ask} (customer {rng.choice(_CUSTOMERS)}, "
+                              f"session {rng.randint(1000, 9999)})"}],
             }
             if rng.random() < 0.3:
                 request["thinking"] = {"type": "enabled", "budget_tokens": 1024}
@@ -138,7 +139,13 @@ def generate_envelopes(count: int = 300, seed: int = 7, model: str = BASELINE_MO
                 "max_tokens": rng.choice([1500, 2000, 4000]) if rng.random() > 0.05 else 100_000,
                 "temperature": round(rng.uniform(0.3, 1.0), 2),
                 "system": "You are a concise engineering assistant. Answer in Markdown.",
-                "messages": [{"role": "user", "content": rng.choice(_QUESTIONS)}],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": f"{rng.choice(_QUESTIONS)} Our team runs {rng.choice(_PRODUCTS)} orders "
+                        f"for {rng.choice(_CUSTOMERS)}'s group, about {rng.randint(2, 900)} a day.",
+                    }
+                ],
             }
             if rng.random() < 0.2:
                 request["top_p"] = 0.9

@@ -1,0 +1,311 @@
+"""Replies: the deterministic content a fake model answers a request with, faults applied."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from shadowd.fakemodel.digest import seed, unit
+from shadowd.fakemodel.request_view import RequestView
+from shadowd.fakemodel.schema_instance import CompiledSchema, compiled_tool_schema
+from shadowd.fakemodel.words import VOCABULARY, prompt_words
+
+REFUSAL_TEXT = "I can't help with that request."
+_MIN_TEXT_TOKENS = 60
+_TEXT_TOKEN_SPAN = 340
+_MARKDOWN_DRIFTS = ("numbered", "no_heading", "table", "extra_heading")
+# A salted (nondeterministic) call mostly keeps the structure, sometimes not, like a real model.
+_SALTED_STYLES = ("plain", "plain", "numbered", "no_heading")
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def estimate_tokens(text: str) -> int:
+    """The fake tokenizer: four characters per token, rounded up."""
+    return -(-len(text) // 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A generated answer: content blocks, stop reason and usage, ready to send or stream."""
+
+    content: list[dict[str, Any]]
+    stop_reason: str
+    usage: dict[str, int]
+    stop_details: dict[str, Any] | None = None
+
+    def message(self, message_id: str, model: str) -> dict[str, Any]:
+        """The non-streaming Messages API response body."""
+        body: dict[str, Any] = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": self.content,
+            "stop_reason": self.stop_reason,
+            "stop_sequence": None,
+            "usage": self.usage,
+        }
+        if self.stop_details is not None:
+            body["stop_details"] = self.stop_details
+        return body
+
+
+def generate_reply(view: RequestView, fault: str | None = None, salt: int = 0) -> Reply:
+    """Answer a request; the same view, fault and salt always give the same reply.
+
+    The model id is not an input, so two clean models answer identically; a nonzero salt
+    varies free text freely and JSON / tool values only.
+    """
+    stop_details = None
+    if fault == "refusal":
+        blocks: list[dict[str, Any]] = [_text_block(REFUSAL_TEXT)]
+        stop_reason = "refusal"
+        stop_details = {"type": "refusal", "category": None, "explanation": None}
+    elif view.kind == "json":
+        blocks, stop_reason = [_text_block(_json_answer(view, fault, salt))], "end_turn"
+    elif (view.kind == "tool_call" and fault != "tool_call_missing") or fault == "tool_call_unexpected":
+        blocks, stop_reason = _tool_call(view, fault, salt), "tool_use"
+    else:
+        blocks, stop_reason = [_text_block(_free_text(view, fault, salt))], "end_turn"
+
+    if fault == "truncate":
+        blocks, stop_reason = _truncated(blocks, unit(view.digest, "truncate_at")), "max_tokens"
+    output_tokens = _output_tokens(blocks)
+    if output_tokens > view.max_tokens:
+        blocks = _cut_to_tokens(blocks, view.max_tokens)
+        stop_reason, output_tokens = "max_tokens", _output_tokens(blocks)
+    return Reply(blocks, stop_reason, _usage(view, output_tokens), stop_details)
+
+
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _output_tokens(blocks: list[dict[str, Any]]) -> int:
+    total = 0
+    for block in blocks:
+        if block["type"] == "text":
+            total += estimate_tokens(block["text"])
+        else:
+            total += estimate_tokens(json.dumps(block["input"]))
+    return total
+
+
+def _truncated(blocks: list[dict[str, Any]], fraction: float) -> list[dict[str, Any]]:
+    text = "".join(block["text"] for block in blocks if block["type"] == "text")
+    keep = max(1, int(len(text) * (0.3 + 0.4 * fraction)))
+    return [_text_block(text[:keep])]
+
+
+def _cut_to_tokens(blocks: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+    text = "".join(block["text"] for block in blocks if block["type"] == "text")
+    return [_text_block(text[: max(1, max_tokens * 4)])]
+
+
+def _usage(view: RequestView, output_tokens: int) -> dict[str, int]:
+    total_input = max(1, math.ceil(view.input_chars / 4))
+    cache_read = 0
+    if view.cache_control:
+        cache_read = int(total_input * (0.5 + 0.4 * unit(view.digest, "cache_read")))
+    return {
+        "input_tokens": total_input - cache_read,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cache_read,
+    }
+
+
+# --- free text ---------------------------------------------------------------------------
+
+
+class _Writer:
+    """Draws words from the vocabulary and the prompt, sized to character budgets."""
+
+    def __init__(self, rng: Random, borrowed: tuple[str, ...]) -> None:
+        self.rng = rng
+        self.borrowed = borrowed
+
+    def word(self) -> str:
+        # One draw per word, split into "borrow from the prompt?" and "which word": this is
+        # the hot loop of a load test.
+        draw = self.rng.random()
+        if self.borrowed:
+            if draw < 0.25:
+                return self.borrowed[int(draw * 4 * len(self.borrowed))]
+            draw = (draw - 0.25) / 0.75
+        return VOCABULARY[int(draw * len(VOCABULARY))]
+
+    def phrase(self, chars: float, min_words: int = 2) -> str:
+        words = [self.word() for _ in range(min_words)]
+        length = sum(map(len, words)) + len(words) - 1
+        while length < chars:
+            words.append(self.word())
+            length += len(words[-1]) + 1
+        return " ".join(words).capitalize()
+
+    def paragraph(self, chars: float) -> str:
+        sentences = [self.phrase(self.rng.randint(30, 90), 3) + "."]
+        length = len(sentences[0])
+        while length < chars:
+            sentences.append(self.phrase(min(self.rng.randint(30, 90), chars - length), 3) + ".")
+            length += len(sentences[-1]) + 1
+        return " ".join(sentences)
+
+
+def _free_text(view: RequestView, fault: str | None, salt: int) -> str:
+    rng = Random(seed(view.digest, "text") ^ salt)
+    target = _MIN_TEXT_TOKENS + int(rng.random() * _TEXT_TOKEN_SPAN)
+    if fault == "length_drift":
+        # Shrinking an already short answer would hit the heading-and-list floor, so those grow.
+        shorter = target * 0.3 >= 40 and unit(view.digest, "length_drift") < 0.5
+        target = int(target * (0.3 if shorter else 3.0))
+    # Leave slack under max_tokens: whole words overshoot each budget a little.
+    target = max(8, min(target, int(view.max_tokens * 0.85)))
+
+    style = "plain"
+    if fault == "markdown_drift":
+        style = _MARKDOWN_DRIFTS[int(unit(view.digest, "markdown_drift") * len(_MARKDOWN_DRIFTS))]
+    elif salt:
+        style = _SALTED_STYLES[salt % len(_SALTED_STYLES)]
+
+    writer = _Writer(rng, prompt_words(view.body.get("messages")))
+    # Structure first, words after: a length drift then changes only the length.
+    extra_heading_words = rng.randrange(4)
+    paragraph_count = 1 + (rng.random() < 0.5)
+    bullet_count = rng.randint(3, 6)
+    chars = target * 4
+    heading = "## " + writer.phrase(0, 2 + (extra_heading_words if chars > 400 else 0))
+    remaining = max(0, chars - len(heading) - 2)
+    bullet_chars = min(80.0, remaining * 0.3 / bullet_count - 3)
+    paragraph_chars = (remaining - (bullet_chars + 3) * bullet_count) / paragraph_count - 2
+    paragraphs = [writer.paragraph(paragraph_chars) for _ in range(paragraph_count)]
+    bullets = [writer.phrase(bullet_chars) for _ in range(bullet_count)]
+
+    parts: list[str] = [] if style == "no_heading" else [heading]
+    parts.extend(paragraphs)
+    if style == "table":
+        rows = [f"| {writer.word()} | {writer.word()} |" for _ in range(3)]
+        parts.append("\n".join(["| Item | Status |", "| --- | --- |", *rows]))
+    if style == "extra_heading":
+        parts.append("### Next steps")
+    numbered = style == "numbered"
+    parts.append("\n".join(f"{f'{i}.' if numbered else '-'} {b}" for i, b in enumerate(bullets, 1)))
+    return "\n\n".join(parts)
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def _json_answer(view: RequestView, fault: str | None, salt: int) -> str:
+    schema = view.output_schema
+    assert schema is not None
+    shape = Random(seed(view.digest, "json_shape"))
+    values = Random(seed(view.digest, "json_values") ^ salt)
+    instance = schema.instance(shape, values)
+    if fault == "key_missing":
+        _drop_key(instance, schema, unit(view.digest, "key_missing"))
+    elif fault == "type_changed":
+        _change_a_type(instance)
+    text = json.dumps(instance)
+    if fault == "json_invalid":
+        # Models break JSON by stopping early or by leaving a trailing comma.
+        if unit(view.digest, "json_invalid") < 0.5 or len(text) < 2:
+            return text[:-1] if len(text) > 1 else "{"
+        return text[:-1] + "," + text[-1]
+    if fault == "json_wrapped":
+        pretty = json.dumps(instance, indent=2)
+        return f"Here is the requested JSON:\n\n```json\n{pretty}\n```\n\nTell me if anything should change."
+    return text
+
+
+def _drop_key(instance: Any, schema: CompiledSchema, u: float) -> None:
+    if not isinstance(instance, dict) or not instance:
+        return
+    candidates = [key for key in schema.required if key in instance] or list(instance)
+    del instance[candidates[int(u * len(candidates))]]
+
+
+def _change_a_type(instance: Any) -> None:
+    # Prefer a number (7730 → "7730"), the drift real models show most; else a bool or string.
+    slots: dict[type, tuple[Any, Any]] = {}
+    stack: list[Any] = [instance]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                stack.append(item)
+            elif isinstance(item, bool):
+                slots.setdefault(bool, (node, key))
+            elif isinstance(item, (int, float)):
+                slots.setdefault(float, (node, key))
+            elif isinstance(item, str):
+                slots.setdefault(str, (node, key))
+    for kind in (float, bool, str):
+        if kind in slots:
+            node, key = slots[kind]
+            node[key] = retyped(node[key])
+            return
+
+
+def retyped(value: Any) -> Any:
+    """The same value as a different JSON type: 7730 → "7730", "12" → 12, true → "true"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return int(value) if value.isdigit() else len(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return 0
+
+
+# --- tool calls --------------------------------------------------------------------------
+
+
+def _tool_call(view: RequestView, fault: str | None, salt: int) -> list[dict[str, Any]]:
+    names = view.tool_names
+    index = int(unit(view.digest, "tool") * len(names))
+    if view.forced_tool is not None:
+        index = names.index(view.forced_tool)
+    if fault == "tool_name_changed" and len(names) > 1:
+        index = (index + 1 + int(unit(view.digest, "tool_swap") * (len(names) - 1))) % len(names)
+    tool = view.tools[index]
+    schema = compiled_tool_schema(tool.get("input_schema"))
+    shape = Random(seed(view.digest, "tool_shape"))
+    values = Random(seed(view.digest, "tool_values") ^ salt)
+    tool_input = schema.instance(shape, values)
+    if not isinstance(tool_input, dict):
+        tool_input = {}
+    if fault == "tool_input_invalid":
+        _violate(tool_input, schema)
+    words = Random(seed(view.digest, "tool_text"))
+    noun = VOCABULARY[words.randrange(len(VOCABULARY))]
+    text = f"I'll use the {tool['name']} tool to look up the {noun} details."
+    tool_id = "toolu_01" + _base62(seed(view.digest, "tool_id"), 22)
+    return [
+        _text_block(text),
+        {"type": "tool_use", "id": tool_id, "name": tool["name"], "input": tool_input},
+    ]
+
+
+def _violate(tool_input: dict[str, Any], schema: CompiledSchema) -> None:
+    required = [key for key in schema.required if key in tool_input]
+    if required:
+        del tool_input[required[0]]
+    elif tool_input:
+        key = next(iter(tool_input))
+        tool_input[key] = retyped(tool_input[key])
+    elif schema.schema.get("additionalProperties") is False:
+        tool_input["unexpected"] = True
+
+
+def _base62(number: int, width: int) -> str:
+    rng = Random(number)
+    return "".join(_BASE62[rng.randrange(62)] for _ in range(width))
