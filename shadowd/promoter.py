@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shadowd.adapters.sql_store import SqlVerdictStore
-from shadowd.core.gate import GateDecision
+from shadowd.core.gate import Decision, GateDecision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
 from shadowd.report import gate_view
@@ -82,6 +82,7 @@ async def apply_manual(
     state, index = row["state"], int(row["stage_index"])
     last = len(spec.stages) - 1
     new_state: str | None
+    verdict: Decision
     stage_started: int | None = None
     if action == "pause":
         if state != "active":
