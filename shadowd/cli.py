@@ -316,7 +316,8 @@ def _manual(action: str) -> Callable[..., None]:
     @common_options
     @click.argument("name")
     @click.option("--actor", default=None, help="Who does this (default: $USER).")
-    def command(ctx: Context, name: str, actor: str | None) -> None:
+    @click.option("--reason", default=None, help="A note recorded with the action in the audit trail.")
+    def command(ctx: Context, name: str, actor: str | None, reason: str | None) -> None:
         from shadowd.promoter import ManualActionError, apply_manual
 
         config = _config_or_exit(ctx)
@@ -325,7 +326,7 @@ def _manual(action: str) -> Callable[..., None]:
 
         async def act() -> Any:
             async with _store(ctx) as store:
-                return await apply_manual(store, spec, action, who, now())  # type: ignore[arg-type]
+                return await apply_manual(store, spec, action, who, now(), reason)  # type: ignore[arg-type]
 
         try:
             applied = run_async(act())

@@ -74,7 +74,12 @@ async def evaluate_and_apply(store: SqlVerdictStore, spec: RolloutSpec, now: dat
 
 
 async def apply_manual(
-    store: SqlVerdictStore, spec: RolloutSpec, action: ManualAction, actor: str, now: datetime
+    store: SqlVerdictStore,
+    spec: RolloutSpec,
+    action: ManualAction,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
 ) -> AppliedDecision:
     await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now)
     row = await store.rollout_state(spec.name)
@@ -83,6 +88,7 @@ async def apply_manual(
     last = len(spec.stages) - 1
     new_state: str | None
     verdict: Decision
+    reasons: tuple[str, ...]
     stage_started: int | None = None
     if action == "pause":
         if state != "active":
@@ -106,6 +112,8 @@ async def apply_manual(
         if state == "rolled_back":
             raise ManualActionError("the rollout is already rolled back")
         new_state, verdict, reasons = "rolled_back", "rollback", ("rolled back by an operator",)
+    if note:
+        reasons = (*reasons, f"operator note: {note[:500]}")
     percent = 0 if new_state == "rolled_back" else spec.stages[index]
     decision = GateDecision(decision=verdict, reasons=reasons, figures={}, stage_index=index, canary_percent=percent)
     return await _record(
