@@ -33,6 +33,7 @@ CODES: dict[str, Severity] = {
     "tool.call_unexpected": Severity.MAJOR,
     "tool.name_changed": Severity.MAJOR,
     "tool.input_invalid": Severity.CRITICAL,
+    "tool.count_changed": Severity.MINOR,  # extension: both sides call tools, different counts
     "stop.truncated": Severity.CRITICAL,
     "stop.refusal": Severity.CRITICAL,
     "style.markdown_drift": Severity.MINOR,

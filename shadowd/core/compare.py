@@ -1,0 +1,541 @@
+"""The comparator: a candidate's output against the baseline's, as findings and a status (SPEC §3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shadowd.core.findings import CODES, Finding, Severity, Status
+from shadowd.core.jsonshape import (
+    ARRAY_ITEM,
+    JSON_KINDS,
+    CompiledSchema,
+    ExtractedJson,
+    ShapeNode,
+    compile_ignore_paths,
+    compile_schema,
+    extract_json,
+    first_pointer,
+    flatten,
+    pointer,
+    shape_token,
+)
+from shadowd.core.markdown import MarkdownSignature, markdown_signature
+from shadowd.core.results import SideResult
+
+# Bump whenever a rule changes: every verdict stores it, so an old verdict can still be explained.
+COMPARATOR_VERSION = "2026.11.1"
+
+# Minor: both sides called tools, a different number of times. Not yet in findings.CODES, whose
+# owner adds it; CODES.get keeps this right once it is there.
+TOOL_COUNT_CHANGED = "tool.count_changed"
+
+_TRUNCATION_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
+_LENGTH_RATIO_MIN = 0.5
+_LENGTH_RATIO_MAX = 2.0
+_MAX_DETAIL_CHARS = 400
+_DIGITS = re.compile(r"/\d+(?=/|$)")
+_NULL_ONLY = frozenset({"null"})
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRules:
+    output_schema: dict[str, Any] | None = None
+    ignore_paths: tuple[str, ...] = ()  # JSONPath-like: "$.generated_at", "$.items[*].id", "$.a.b[0]"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    status: Status
+    findings: tuple[Finding, ...]
+    comparator_version: str
+    reason: str | None = None  # for error status: why no fair comparison
+    # The baseline-vs-baseline_repeat comparison alone has a blocking finding (the gate's noise rate).
+    baseline_noise_blocking: bool = False
+    # Checks that could not run, e.g. an invalid output_schema: for operators, never a finding.
+    notes: tuple[str, ...] = ()
+
+
+def compare(
+    baseline: SideResult,
+    candidate: SideResult,
+    baseline_repeat: SideResult | None = None,
+    rules: RouteRules = RouteRules(),
+    tools: Sequence[dict[str, Any]] = (),
+) -> Comparison:
+    """Compare `candidate` with `baseline`; `baseline_repeat`, when it succeeded, marks as noise
+    what the baseline also shows against itself. Never raises, whatever the inputs hold."""
+    try:
+        return _compare(baseline, candidate, baseline_repeat, rules, tools)
+    except Exception as exc:  # a comparator bug must become an error verdict, not stop the pipeline
+        return Comparison(
+            status=Status.ERROR,
+            findings=(),
+            comparator_version=COMPARATOR_VERSION,
+            reason=_clip(f"comparator fault: {type(exc).__name__}: {exc}"),
+        )
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why a JSON Schema cannot be used, or None: for config loading to reject it up front."""
+    compiled = compile_schema(schema)
+    return compiled if isinstance(compiled, str) else None
+
+
+def _compare(baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, tools: Any) -> Comparison:
+    if not getattr(baseline, "ok", False):
+        return Comparison(
+            status=Status.ERROR,
+            findings=(),
+            comparator_version=COMPARATOR_VERSION,
+            reason=_clip(f"baseline failed: {getattr(baseline, 'error', None) or 'unknown error'}"),
+        )
+    context = _Context(rules, tools)
+    base = _Output(baseline)
+
+    noise_keys: set[tuple[str, str | None]] = set()
+    noise_blocking = False
+    if baseline_repeat is not None and getattr(baseline_repeat, "ok", False):
+        self_findings = _diff(base, _Output(baseline_repeat), context)
+        noise_keys = {_noise_key(finding) for finding in self_findings}
+        noise_blocking = any(finding.blocking for finding in self_findings)
+
+    if getattr(candidate, "ok", False):
+        findings = _diff(base, _Output(candidate), context)
+    else:
+        error = getattr(candidate, "error", None) or "unknown error"
+        findings = [Finding.of("error.candidate", _clip(f"candidate call failed: {error}"))]
+
+    findings = [
+        dataclasses.replace(finding, noise=True)
+        if not finding.noise and _noise_key(finding) in noise_keys
+        else finding
+        for finding in findings
+    ]
+    if any(finding.blocking for finding in findings):
+        status = Status.REGRESSION
+    elif findings and all(finding.noise for finding in findings):
+        status = Status.NOISE
+    else:
+        status = Status.PASS
+    return Comparison(
+        status=status,
+        findings=tuple(findings),
+        comparator_version=COMPARATOR_VERSION,
+        baseline_noise_blocking=noise_blocking,
+        notes=tuple(context.notes),
+    )
+
+
+def _noise_key(finding: Finding) -> tuple[str, str | None]:
+    # Array indices are wildcarded: the same list item's field going wrong in item 0 in one
+    # replay and item 2 in the other is the same noise.
+    return finding.code, None if finding.path is None else _DIGITS.sub("/*", finding.path)
+
+
+# --- one side, read defensively and computed lazily ---------------------------------------------
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _ToolCall:
+    index: int  # position in content, for /content/<index>/input paths
+    name: str
+    input: Any
+
+
+class _Output:
+    """The parts of a SideResult the rules read, tolerant of malformed content."""
+
+    __slots__ = (
+        "_json",
+        "_shape",
+        "_signature",
+        "calls",
+        "output_tokens",
+        "stop",
+        "text",
+        "tool_problems",
+        "violation",
+        "fails_schema",
+    )
+
+    def __init__(self, side: Any) -> None:
+        content = getattr(side, "content", ())
+        blocks = list(content) if isinstance(content, list | tuple) else []
+        texts: list[str] = []
+        calls: list[_ToolCall] = []
+        for index, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "text":
+                texts.append(str(block.get("text", "")))
+            elif kind == "tool_use":
+                calls.append(_ToolCall(index, str(block.get("name", "")), block.get("input")))
+        self.text = "".join(texts)
+        self.calls = tuple(calls)
+        stop = getattr(side, "stop_reason", None)
+        self.stop = stop if isinstance(stop, str) else None
+        tokens = getattr(getattr(side, "usage", None), "output_tokens", 0)
+        self.output_tokens = tokens if isinstance(tokens, int | float) and tokens > 0 else 0
+        self._json: ExtractedJson | None = _UNSET
+        self._shape: ShapeNode = _UNSET
+        self._signature: MarkdownSignature = _UNSET
+        # Memos of the schema checks, filled by the rules (one _Context per comparison).
+        self.tool_problems: dict[int, tuple[str, str] | None] = {}
+        self.violation: tuple[str | None, str] | None = _UNSET
+        self.fails_schema: bool | None = None
+
+    @property
+    def json(self) -> ExtractedJson | None:
+        if self._json is _UNSET:
+            self._json = extract_json(self.text)
+        return self._json
+
+    @property
+    def json_kind(self) -> str | None:
+        extracted = self.json
+        return None if extracted is None else extracted.kind
+
+    @property
+    def shape(self) -> ShapeNode:
+        if self._shape is _UNSET:
+            extracted = self.json
+            self._shape = flatten(None if extracted is None else extracted.value)
+        return self._shape
+
+    @property
+    def signature(self) -> MarkdownSignature:
+        if self._signature is _UNSET:
+            self._signature = markdown_signature(self.text)
+        return self._signature
+
+    def same_output(self, other: _Output) -> bool:
+        """Equal for every rule: same text, tool calls (ids aside) and stop reason."""
+        return (
+            self.text == other.text
+            and self.stop == other.stop
+            and [(c.name, c.input) for c in self.calls] == [(c.name, c.input) for c in other.calls]
+        )
+
+
+# --- rules and schemas for one comparison -----------------------------------------------------
+
+
+class _Context:
+    def __init__(self, rules: Any, tools: Any) -> None:
+        self.notes: list[str] = []
+        self._compiled: dict[int, tuple[Any, CompiledSchema | str]] = {}
+        self.output_schema: Any = getattr(rules, "output_schema", None)
+        ignore_paths = getattr(rules, "ignore_paths", ())
+        self.ignored = (
+            compile_ignore_paths(tuple(p for p in ignore_paths if isinstance(p, str)))
+            if isinstance(ignore_paths, list | tuple)
+            else None
+        )
+        self.tools: dict[str, Any] = {}  # tool name -> input_schema (None: nothing to check)
+        if isinstance(tools, list | tuple):
+            for tool in tools:
+                if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                    self.tools[tool["name"]] = tool.get("input_schema")
+
+    def output_schema_usable(self) -> bool:
+        compiled = self.compiled(self.output_schema)
+        if isinstance(compiled, str):
+            self._note(f"output_schema: {compiled}")
+            return False
+        return True
+
+    def compiled(self, schema: Any) -> CompiledSchema | str:
+        # Memoized per comparison by identity: the schema objects outlive it, and this saves
+        # serializing the same schema once per side.
+        entry = self._compiled.get(id(schema))
+        if entry is None or entry[0] is not schema:
+            entry = self._compiled[id(schema)] = (schema, compile_schema(schema))
+        return entry[1]
+
+    def passes(self, schema: Any, instance: Any, what: str) -> bool:
+        """Whether `instance` is valid; True too when the check cannot run (a note says why)."""
+        compiled = self.compiled(schema)
+        if isinstance(compiled, str):
+            self._note(f"{what}: {compiled}")
+            return True
+        try:
+            return compiled.is_valid(instance)
+        except Exception as exc:  # unresolvable $ref, pathological depth: skip, do not guess
+            self._note(_clip(f"{what}: could not validate: {type(exc).__name__}: {exc}"))
+            return True
+
+    def violation(self, schema: Any, instance: Any, what: str) -> tuple[str, str] | None:
+        """(pointer, message) of the first error of `instance` against `schema`; None when it
+        passes or the check cannot run (then a note says why)."""
+        compiled = self.compiled(schema)
+        if isinstance(compiled, str):
+            self._note(f"{what}: {compiled}")
+            return None
+        try:
+            error = compiled.first_error(instance)
+        except Exception as exc:  # unresolvable $ref, pathological depth: skip, do not guess
+            self._note(_clip(f"{what}: could not validate: {type(exc).__name__}: {exc}"))
+            return None
+        if error is None:
+            return None
+        return pointer(error.absolute_path), _clip(error.message)
+
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+
+# --- the rules ------------------------------------------------------------------------------------
+
+
+def _diff(base: _Output, other: _Output, context: _Context) -> list[Finding]:
+    """Findings for `other` against `base`; absolute ones already marked noise when `base` has them."""
+    if base.same_output(other):
+        # Every relative rule is silent on equal outputs, and whatever absolute check `other`
+        # fails, `base` fails the same way: pre-existing, so noise.
+        findings = _absolute_findings(other, context, None)
+        findings.extend(_length_findings(base, other))
+        return findings
+
+    findings = _format_findings(base, other)
+    findings.extend(_structure_findings(base, other, context))
+    findings.extend(_absolute_findings(other, context, base))
+    findings.extend(_tool_findings(base, other))
+    findings.extend(_stop_findings(base, other))
+    findings.extend(_markdown_findings(base, other))
+    findings.extend(_length_findings(base, other))
+    return findings
+
+
+def _format_findings(base: _Output, other: _Output) -> list[Finding]:
+    base_kind, other_kind = base.json_kind, other.json_kind
+    if base_kind in JSON_KINDS and other_kind is None:
+        return [
+            Finding.of(
+                "format.json_invalid",
+                f"baseline text was {base_kind} JSON; candidate text has no parseable JSON object or array",
+            )
+        ]
+    if base_kind == "bare" and other_kind in ("fenced", "embedded"):
+        how = "a code fence" if other_kind == "fenced" else "prose"
+        return [Finding.of("format.json_wrapped", f"baseline gave bare JSON; candidate wrapped it in {how}")]
+    return []
+
+
+def _structure_findings(base: _Output, other: _Output, context: _Context) -> list[Finding]:
+    if base.json is None or other.json is None:
+        return []
+    walk = _ShapeWalk(base.json.value, other.json.value, context.ignored)
+    walk.diff(base.shape, other.shape, "", ())
+    return walk.findings
+
+
+class _ShapeWalk:
+    """Diff two shape trees top-down. A key is missing (or added) only where the other side has
+    an object at its parent, and only that key is reported, not its descendants."""
+
+    def __init__(self, before: Any, after: Any, ignored: re.Pattern[str] | None) -> None:
+        self.before, self.after, self.ignored = before, after, ignored
+        self.findings: list[Finding] = []
+
+    def diff(self, before: ShapeNode, after: ShapeNode, skey: str, path: tuple[str | None, ...]) -> None:
+        if self.ignores(skey):
+            return  # the path and everything below it
+        if before.types != after.types:
+            before_kinds, after_kinds = before.kinds, after.kinds
+            if before_kinds.isdisjoint(after_kinds) and _NULL_ONLY not in (before_kinds, after_kinds):
+                detail = f"baseline {_types(before_kinds)}, candidate {_types(after_kinds)}"
+                self.report("schema.type_changed", detail, self.after, path)
+        before_members, after_members = before.members, after.members
+        for key, node in before_members.items():
+            counterpart = after_members.get(key)
+            if counterpart is None:
+                if dict in after.types and not self.ignores(self.child(skey, key)):
+                    detail = f"key {key!r} is in the baseline JSON, not in the candidate's"
+                    self.report("schema.key_missing", detail, self.before, (*path, key))
+            elif node.types != counterpart.types or _has_children(node) or _has_children(counterpart):
+                self.diff(node, counterpart, self.child(skey, key), (*path, key))
+            # else: a leaf of the same types on both sides, nothing to find below it
+        if dict in before.types:
+            for key in after_members:
+                if key not in before_members and not self.ignores(self.child(skey, key)):
+                    detail = f"key {key!r} is in the candidate JSON, not in the baseline's"
+                    self.report("schema.key_added", detail, self.after, (*path, key))
+        if before.items is not None and after.items is not None:
+            self.diff(before.items, after.items, self.child(skey, None), (*path, None))
+
+    def child(self, skey: str, key: str | None) -> str:
+        # Shape keys only serve ignore_paths; without any, they are not built.
+        if self.ignored is None:
+            return ""
+        return f"{skey}/{ARRAY_ITEM if key is None else shape_token(key)}"
+
+    def ignores(self, skey: str) -> bool:
+        return self.ignored is not None and self.ignored.match(skey) is not None
+
+    def report(self, code: str, detail: str, value: Any, path: tuple[str | None, ...]) -> None:
+        self.findings.append(Finding.of(code, detail, first_pointer(value, path)))
+
+
+def _has_children(node: ShapeNode) -> bool:
+    return bool(node.members) or node.items is not None
+
+
+def _types(types: Iterable[str]) -> str:
+    return " or ".join(sorted(types))
+
+
+def _absolute_findings(side: _Output, context: _Context, base: _Output | None) -> list[Finding]:
+    """Checks against the route's and the request's schemas, which need no other side.
+
+    What `base` fails too is pre-existing, not the candidate's doing: noise. `base=None` means
+    the baseline's output is identical to `side`'s.
+    """
+    findings: list[Finding] = []
+    if context.output_schema is not None:
+        violation = _output_violation(side, context)
+        if violation is not None:
+            path, message = violation
+            noise = base is None or _fails_output_schema(base, context)
+            findings.append(dataclasses.replace(Finding.of("schema.violation", message, path), noise=noise))
+    for call in side.calls:
+        problem = _tool_problem(side, call, context)
+        if problem is not None:
+            path, message = problem
+            noise = base is None or any(
+                other.name == call.name and _tool_problem(base, other, context) is not None
+                for other in base.calls
+            )
+            findings.append(dataclasses.replace(Finding.of("tool.input_invalid", message, path), noise=noise))
+    return findings
+
+
+def _fails_output_schema(side: _Output, context: _Context) -> bool:
+    """Whether `side` fails the output schema: a yes or no, cheaper than naming the first error."""
+    if side.violation is not _UNSET:
+        return side.violation is not None
+    if side.fails_schema is None:
+        extracted = side.json
+        side.fails_schema = context.output_schema_usable() and (
+            extracted is None or not context.passes(context.output_schema, extracted.value, "output_schema")
+        )
+    return side.fails_schema
+
+
+def _output_violation(side: _Output, context: _Context) -> tuple[str | None, str] | None:
+    if side.violation is not _UNSET:
+        return side.violation
+    extracted = side.json
+    violation: tuple[str | None, str] | None
+    if not context.output_schema_usable():
+        violation = None
+    elif extracted is None:
+        violation = None, "output_schema: the output has no JSON to validate"
+    else:
+        problem = context.violation(context.output_schema, extracted.value, "output_schema")
+        violation = (
+            None
+            if problem is None
+            else (problem[0], f"output_schema: {problem[0] or '(root)'}: {problem[1]}")
+        )
+    side.violation = violation
+    return violation
+
+
+def _tool_problem(side: _Output, call: _ToolCall, context: _Context) -> tuple[str, str] | None:
+    # With no tool definitions supplied there is nothing to check calls against.
+    if not context.tools:
+        return None
+    if call.index in side.tool_problems:
+        return side.tool_problems[call.index]
+    problem: tuple[str, str] | None
+    if call.name not in context.tools:
+        problem = f"/content/{call.index}/name", f"tool {call.name!r} is not among the request's tools"
+    else:
+        schema = context.tools[call.name]
+        found = (
+            None
+            if schema is None
+            else context.violation(schema, call.input, f"input_schema of tool {call.name!r}")
+        )
+        problem = (
+            None
+            if found is None
+            else (f"/content/{call.index}/input{found[0]}", f"tool {call.name!r}: {found[1]}")
+        )
+    side.tool_problems[call.index] = problem
+    return problem
+
+
+def _tool_findings(base: _Output, other: _Output) -> list[Finding]:
+    before = [call.name for call in base.calls]
+    after = [call.name for call in other.calls]
+    if before and not after:
+        return [Finding.of("tool.call_missing", f"baseline called {_names(before)}; candidate called none")]
+    if after and not before:
+        return [Finding.of("tool.call_unexpected", f"candidate called {_names(after)}; baseline called none")]
+    if before == after:
+        return []
+    if len(before) == len(after):
+        return [
+            Finding.of("tool.name_changed", f"baseline called {_names(before)}; candidate {_names(after)}")
+        ]
+    return [
+        Finding(
+            code=TOOL_COUNT_CHANGED,
+            severity=CODES.get(TOOL_COUNT_CHANGED, Severity.MINOR),
+            detail=f"baseline made {len(before)} tool calls {_names(before)}; "
+            f"candidate {len(after)} {_names(after)}",
+        )
+    ]
+
+
+def _names(names: list[str]) -> str:
+    return _clip("[" + ", ".join(names) + "]", 200)
+
+
+def _stop_findings(base: _Output, other: _Output) -> list[Finding]:
+    findings: list[Finding] = []
+    if other.stop in _TRUNCATION_STOPS and base.stop not in _TRUNCATION_STOPS:
+        findings.append(
+            Finding.of("stop.truncated", f"candidate stopped on {other.stop}; baseline on {base.stop}")
+        )
+    if other.stop == "refusal" and base.stop != "refusal":
+        findings.append(Finding.of("stop.refusal", f"candidate refused; baseline stopped on {base.stop}"))
+    return findings
+
+
+def _markdown_findings(base: _Output, other: _Output) -> list[Finding]:
+    if base.json_kind in JSON_KINDS or other.json_kind in JSON_KINDS:
+        return []
+    if not base.text.strip() or not other.text.strip():
+        return []
+    changes = base.signature.changes_to(other.signature)
+    if not changes:
+        return []
+    return [Finding.of("style.markdown_drift", "; ".join(changes))]
+
+
+def _length_findings(base: _Output, other: _Output) -> list[Finding]:
+    if base.output_tokens <= 0:
+        return []
+    ratio = other.output_tokens / base.output_tokens
+    if _LENGTH_RATIO_MIN <= ratio <= _LENGTH_RATIO_MAX:
+        return []
+    return [
+        Finding.of(
+            "length.drift",
+            f"candidate {other.output_tokens} output tokens vs baseline {base.output_tokens} ({ratio:.2f}x)",
+        )
+    ]
+
+
+def _clip(text: str, limit: int = _MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
