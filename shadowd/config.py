@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shadowd.core.compare import RouteRules
+from shadowd.core.compare import RouteRules, schema_problem
+from shadowd.core.jsonshape import ignore_path_pattern
 from shadowd.core.gate import GateConfig
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.rollout import RolloutSpec
@@ -71,6 +72,14 @@ class ModelsConfig(_Strict):
 class RouteConfig(_Strict):
     output_schema: str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
+
+    @field_validator("ignore_paths")
+    @classmethod
+    def _paths_understood(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if ignore_path_pattern(path) is None:
+                raise ValueError(f"{path!r} is not a JSON path shadowd understands (e.g. $.a.b, $.items[*].id)")
+        return paths
 
 
 class GateSection(_Strict):
@@ -228,13 +237,9 @@ def _load_schema(key: str, ref: str | None, base_dir: Path, path: Path | None) -
         raise ConfigError(key, f"schema file {schema_path} is not valid JSON: {exc}", path) from None
     if not isinstance(schema, dict):
         raise ConfigError(key, f"schema file {schema_path} must hold a JSON object", path)
-    try:
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ConfigError(key, f"schema file {schema_path} is not a valid JSON Schema: {exc.message}", path) from None
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise ConfigError(key, f"schema file {schema_path} is not a usable JSON Schema: {problem}", path) from None
     return schema
 
 

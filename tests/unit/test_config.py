@@ -67,6 +67,8 @@ def test_environment_overrides_bootstrap_servers(tmp_path: Path) -> None:
         (GOOD + "models2: {}\n", "models2", "unknown key"),
         ("- just\n- a list\n", "(top level)", "mapping"),
         ("kafka: [unclosed\n", "(file)", "YAML"),
+        (GOOD.replace('["$.generated_at"]', '["$.a[?(@.x)]"]'), "routes.support-summary.ignore_paths",
+         "not a json path"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path: Path, text: str, key: str, words: str) -> None:
