@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +105,7 @@ async def async_run(
             promoter = PromoterLoop(
                 store, config.rollouts, interval_s=options.promoter_interval_s,
                 publish=publish_decision, metrics=metrics,
+                actor=f"gate@{socket.gethostname()}:{os.getpid()}",
             )
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
         log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,

@@ -55,7 +55,9 @@ class ManualActionError(ValueError):
     """The action does not apply to the rollout's current state (e.g. resume when not paused)."""
 
 
-async def evaluate_and_apply(store: SqlVerdictStore, spec: RolloutSpec, now: datetime) -> AppliedDecision:
+async def evaluate_and_apply(
+    store: SqlVerdictStore, spec: RolloutSpec, now: datetime, actor: str = "gate"
+) -> AppliedDecision:
     """One gate evaluation: decide from the stored verdicts, move the stage, record it."""
     await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now)
     decision, state, figures = await gate_view(store, spec)
@@ -68,7 +70,7 @@ async def evaluate_and_apply(store: SqlVerdictStore, spec: RolloutSpec, now: dat
     elif decision.decision == "complete" and state.state != "complete":
         new_state = "complete"
     return await _record(
-        store, spec, now, kind="gate", actor="gate", action="evaluate", decision=decision,
+        store, spec, now, kind="gate", actor=actor, action="evaluate", decision=decision,
         new_state=new_state, stage_started=stage_started,
     )
 
@@ -179,8 +181,10 @@ class PromoterLoop:
         publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] | None = None,
+        actor: str = "gate",
     ) -> None:
         self.store = store
+        self.actor = actor
         self.specs = specs
         self.interval_s = interval_s
         self.publish = publish
@@ -212,7 +216,7 @@ class PromoterLoop:
             row = await self.store.rollout_state(spec.name)
             if row is None or row["state"] != "active":
                 continue
-            decision = await evaluate_and_apply(self.store, spec, self.clock())
+            decision = await evaluate_and_apply(self.store, spec, self.clock(), self.actor)
             applied.append(decision)
             log.info("gate_decision", rollout=spec.name, decision=decision.decision,
                      canary_percent=decision.canary_percent, reasons=list(decision.reasons))
