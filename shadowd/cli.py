@@ -118,8 +118,8 @@ def replay(ctx: Context, file: Path, progress: bool | None) -> None:
 
 
 async def _replay(ctx: Context, config: Config, file: Path, progress: bool | None, base_url: str | None) -> Any:
-    from shadowd.wiring import open_pipeline
     from shadowd.replay_file import count_records, replay_file
+    from shadowd.wiring import open_pipeline
 
     async with open_pipeline(config, ctx.db_url, base_url=base_url) as (pipeline, writer, store, models):
         for spec in config.rollouts:

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shadowd.core.compare import RouteRules, schema_problem
-from shadowd.core.jsonshape import ignore_path_pattern
 from shadowd.core.gate import GateConfig
+from shadowd.core.jsonshape import ignore_path_pattern
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.rollout import RolloutSpec
 

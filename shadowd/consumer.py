@@ -112,7 +112,7 @@ class MirrorConsumer:
         )
         with structlog.contextvars.bound_contextvars(partition=message.partition, offset=message.offset):
             try:
-                outcome = await self.pipeline.replay_record(record)
+                outcome = await self._replay_when_store_up(record)
             except Exception as exc:  # a bug must not stall the partition: dead-letter the record, keep going
                 log.error("record_failed", error=repr(exc), traceback=traceback.format_exc(limit=5))
                 outcome = RecordOutcome(record)
@@ -123,6 +123,35 @@ class MirrorConsumer:
         offsets.done(message.offset)
         self.records_done += 1
         self.metrics.records.labels("dead_letter" if outcome.dead_letter else "done").inc()
+
+    async def _replay_when_store_up(self, record: SourceRecord) -> RecordOutcome:
+        """Replay the record, waiting out a store outage instead of dead-lettering the record for it.
+
+        An error while the store answers is the record's own (the caller dead-letters it); an error while the
+        store is down says nothing about the record, and a dead letter then would lose its verdict for good.
+        """
+        delay = 0.5
+        retried_with_store_up = False
+        while True:
+            try:
+                return await self.pipeline.replay_record(record)
+            except Exception as exc:
+                if await self._store_reachable():
+                    if retried_with_store_up:
+                        raise
+                    retried_with_store_up = True  # the store may have come back just now: one more try
+                    continue
+                retried_with_store_up = False
+                log.warning("store_unreachable_retrying_record", error=repr(exc)[:300], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _store_reachable(self) -> bool:
+        try:
+            await asyncio.wait_for(self.pipeline.store.ping(), timeout=5.0)
+        except Exception:
+            return False
+        return True
 
     async def _publish_dead_letter(self, message: ConsumerRecord[Any, Any], outcome: RecordOutcome) -> None:
         letter = outcome.dead_letter
@@ -135,7 +164,9 @@ class MirrorConsumer:
         delay = 0.5
         while True:
             try:
-                await self.producer.send_and_wait(self.dlq_topic, value=message.value, key=message.key, headers=headers)
+                await self.producer.send_and_wait(
+                    self.dlq_topic, value=message.value, key=message.key, headers=headers
+                )
                 return
             except KafkaError as exc:
                 log.error("dead_letter_publish_failed", error=repr(exc), retry_in_s=delay)
@@ -177,7 +208,7 @@ class MirrorConsumer:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before partitions go: let their in-flight records finish (bounded), commit them, forget them."""
         deadline = time.monotonic() + self.revoke_timeout_s
-        while time.monotonic() < deadline and any(
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110 - a bounded poll of in-flight counts
             self.offsets[tp].in_flight for tp in revoked if tp in self.offsets
         ):
             await asyncio.sleep(0.05)

@@ -23,6 +23,10 @@ class VerdictStore(Protocol):
         """Insert what is absent (idempotent on (rollout, request_id) and on source position); returns inserted verdicts."""
         ...
 
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+        ...
+
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (rollout, request_id) pairs already have a verdict: redelivered records are not replayed."""
         ...
