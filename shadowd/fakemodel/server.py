@@ -37,6 +37,7 @@ class ServerStats:
     streamed: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
+    by_api_version: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class ServerStats:
             "streamed": self.streamed,
             "by_status": {str(status): count for status, count in sorted(self.by_status.items())},
             "by_model": dict(sorted(self.by_model.items())),
+            "by_api_version": dict(sorted(self.by_api_version.items())),
         }
 
 
@@ -180,6 +182,8 @@ class _MessagesEndpoint:
             status = response.status if response is not None else 499
             stats.by_status[status] = stats.by_status.get(status, 0) + 1
             stats.by_model[model] = stats.by_model.get(model, 0) + 1
+            version = request.headers.get("anthropic-version", "")
+            stats.by_api_version[version] = stats.by_api_version.get(version, 0) + 1
 
     async def _read_body(self, request: web.Request) -> tuple[Any, ApiError | None]:
         error = check_headers(request.headers)
