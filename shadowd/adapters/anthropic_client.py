@@ -51,13 +51,12 @@ class AnthropicModelClient:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url,
             api_key=api_key or "unset",
             max_retries=0,
             timeout=timeout_s,
-            http_client=httpx.AsyncClient(limits=limits, timeout=timeout_s),
+            http_client=_http_client(max_concurrency, timeout_s),
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._profiles = profiles
@@ -152,6 +151,16 @@ class AnthropicModelClient:
             attempts=attempts,
             streamed=streamed,
         )
+
+
+def _http_client(max_concurrency: int, timeout_s: float) -> Any:
+    """The SDK's aiohttp transport: with hundreds of connections in flight it costs a fraction of the
+    CPU per call of the default pool (see benchmarks/README.md); the default one if aiohttp is missing."""
+    limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+    try:
+        return anthropic.DefaultAioHttpClient(limits=limits, timeout=timeout_s)
+    except RuntimeError:
+        return httpx.AsyncClient(limits=limits, timeout=timeout_s)
 
 
 def recorded_side(
