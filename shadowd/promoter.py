@@ -64,7 +64,7 @@ async def evaluate_and_apply(
     new_state: str | None = None
     stage_started: int | None = None
     if decision.decision == "promote":
-        stage_started = figures["last_verdict_id"]
+        stage_started = figures["samples"]
     elif decision.decision == "rollback" and state.state != "rolled_back":
         new_state = "rolled_back"
     elif decision.decision == "complete" and state.state != "complete":
@@ -104,7 +104,7 @@ async def apply_manual(
         if state in ("rolled_back", "complete"):
             raise ManualActionError(f"cannot promote a rollout that is {state}")
         figures = await store.verdict_figures(spec.name)
-        stage_started = figures["last_verdict_id"]
+        stage_started = figures["samples"]
         if index >= last:
             new_state, verdict = "complete", "complete"
         else:
@@ -148,7 +148,7 @@ async def _record(
         reasons=decision.reasons,
         figures=dict(decision.figures),
         new_state=new_state,
-        stage_started_verdict_id=stage_started,
+        stage_started_compared=stage_started,
     )
     return AppliedDecision(
         rollout=spec.name,

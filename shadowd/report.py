@@ -38,8 +38,8 @@ def evidence_from(figures: dict[str, Any]) -> Evidence:
 async def gate_view(store: SqlVerdictStore, spec: RolloutSpec) -> tuple[GateDecision, RolloutState, dict[str, Any]]:
     """What the gate would decide now, with the figures it decided on; changes nothing."""
     row = await store.rollout_state(spec.name)
-    since = int(row["stage_started_verdict_id"]) if row else 0
-    figures = await store.verdict_figures(spec.name, since_verdict_id=since)
+    since = int(row["stage_started_compared"]) if row else 0
+    figures = await store.verdict_figures(spec.name, stage_started_compared=since)
     state = rollout_state_of(spec, row)
     return evaluate_gate(spec.gate, state, evidence_from(figures)), state, figures
 

@@ -1,8 +1,8 @@
-"""Initial schema: rollouts, verdicts and their findings, dead letters, the decision audit trail.
+"""Initial schema: rollouts, verdicts and their findings, rollups, dead letters, the decision audit trail.
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 22:23:51.180664
+Create Date: 2026-11-23 23:24:14.344083
 """
 
 from collections.abc import Sequence
@@ -56,11 +56,38 @@ def upgrade() -> None:
     sa.Column('candidate', sa.String(length=128), nullable=False),
     sa.Column('stage_index', sa.Integer(), server_default='0', nullable=False),
     sa.Column('state', sa.String(length=16), server_default='active', nullable=False),
-    sa.Column('stage_started_verdict_id', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('stage_started_compared', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('stage_started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name')
+    )
+    op.create_table('rollup_codes',
+    sa.Column('rollout', sa.String(length=128), nullable=False),
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('noise', sa.Boolean(), nullable=False),
+    sa.Column('severity', sa.String(length=16), nullable=False),
+    sa.Column('n', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('rollout', 'code', 'noise')
+    )
+    op.create_table('rollup_latency',
+    sa.Column('rollout', sa.String(length=128), nullable=False),
+    sa.Column('side', sa.String(length=16), nullable=False),
+    sa.Column('bucket', sa.Integer(), nullable=False),
+    sa.Column('n', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('rollout', 'side', 'bucket')
+    )
+    op.create_table('rollup_status',
+    sa.Column('rollout', sa.String(length=128), nullable=False),
+    sa.Column('route', sa.String(length=256), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('n', sa.BigInteger(), nullable=False),
+    sa.Column('candidate_regressions', sa.BigInteger(), nullable=False),
+    sa.Column('baseline_noise_regressions', sa.BigInteger(), nullable=False),
+    sa.Column('both_regressed', sa.BigInteger(), nullable=False),
+    sa.Column('cost_usd_baseline', sa.Float(), nullable=False),
+    sa.Column('cost_usd_candidate', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('rollout', 'route', 'status')
     )
     op.create_table('verdicts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -90,6 +117,7 @@ def upgrade() -> None:
     sa.Column('offset', sa.BigInteger(), nullable=True),
     sa.Column('captured_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('rolled_up', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('rollout', 'request_id', name='uq_verdicts_rollout_request')
     )
@@ -98,6 +126,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_verdicts_rollout_id', ['rollout', 'id'], unique=False)
         batch_op.create_index('ix_verdicts_rollout_route_id', ['rollout', 'route', 'id'], unique=False)
         batch_op.create_index('ix_verdicts_rollout_status_id', ['rollout', 'status', 'id'], unique=False)
+        batch_op.create_index('ix_verdicts_rollup_pending', ['rollout', 'id'], unique=False, postgresql_where=sa.text('NOT rolled_up'), sqlite_where=sa.text('NOT rolled_up'))
 
     op.create_table('findings',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -124,12 +153,16 @@ def downgrade() -> None:
 
     op.drop_table('findings')
     with op.batch_alter_table('verdicts', schema=None) as batch_op:
+        batch_op.drop_index('ix_verdicts_rollup_pending', postgresql_where=sa.text('NOT rolled_up'), sqlite_where=sa.text('NOT rolled_up'))
         batch_op.drop_index('ix_verdicts_rollout_status_id')
         batch_op.drop_index('ix_verdicts_rollout_route_id')
         batch_op.drop_index('ix_verdicts_rollout_id')
         batch_op.drop_index('ix_verdicts_rollout_created')
 
     op.drop_table('verdicts')
+    op.drop_table('rollup_status')
+    op.drop_table('rollup_latency')
+    op.drop_table('rollup_codes')
     op.drop_table('rollouts')
     with op.batch_alter_table('decisions', schema=None) as batch_op:
         batch_op.drop_index('ix_decisions_rollout_id')

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -35,8 +37,8 @@ rollouts = Table(
     Column("candidate", String(128), nullable=False),
     Column("stage_index", Integer, nullable=False, server_default="0"),
     Column("state", String(16), nullable=False, server_default="active"),
-    # Verdicts with an id above this one count toward the current stage's min_samples.
-    Column("stage_started_verdict_id", BigInteger, nullable=False, server_default="0"),
+    # Compared verdicts counted when the stage began: the stage's samples are the total minus this.
+    Column("stage_started_compared", BigInteger, nullable=False, server_default="0"),
     Column("stage_started_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -73,11 +75,17 @@ verdicts = Table(
     Column("offset", BigInteger),
     Column("captured_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # False until the verdict is folded into the rollup tables (exactly once, whatever the commit order).
+    Column("rolled_up", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("rollout", "request_id", name="uq_verdicts_rollout_request"),
     Index("ix_verdicts_rollout_id", "rollout", "id"),
     Index("ix_verdicts_rollout_status_id", "rollout", "status", "id"),
     Index("ix_verdicts_rollout_route_id", "rollout", "route", "id"),
     Index("ix_verdicts_rollout_created", "rollout", "created_at"),
+    Index(
+        "ix_verdicts_rollup_pending", "rollout", "id",
+        postgresql_where=text("NOT rolled_up"), sqlite_where=text("NOT rolled_up"),
+    ),
 )
 
 findings = Table(
@@ -108,6 +116,41 @@ dead_letters = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("source", "partition", "offset", name="uq_dead_letters_position"),
     Index("ix_dead_letters_reason", "reason"),
+)
+
+# Running totals per rollout, kept by SqlVerdictStore.roll_up(): reports read these small tables
+# instead of aggregating every verdict.
+rollup_status = Table(
+    "rollup_status",
+    metadata,
+    Column("rollout", String(128), primary_key=True),
+    Column("route", String(256), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("candidate_regressions", BigInteger, nullable=False),
+    Column("baseline_noise_regressions", BigInteger, nullable=False),
+    Column("both_regressed", BigInteger, nullable=False),
+    Column("cost_usd_baseline", Float, nullable=False),
+    Column("cost_usd_candidate", Float, nullable=False),
+)
+
+rollup_codes = Table(
+    "rollup_codes",
+    metadata,
+    Column("rollout", String(128), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("noise", Boolean, primary_key=True),
+    Column("severity", String(16), nullable=False),
+    Column("n", BigInteger, nullable=False),  # verdicts with at least one such finding
+)
+
+rollup_latency = Table(
+    "rollup_latency",
+    metadata,
+    Column("rollout", String(128), primary_key=True),
+    Column("side", String(16), primary_key=True),
+    Column("bucket", Integer, primary_key=True),  # shadowd.core.histogram buckets
+    Column("n", BigInteger, nullable=False),
 )
 
 decisions = Table(

@@ -8,17 +8,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select, text, tuple_
+from sqlalchemy import Select, and_, func, select, text, tuple_
 from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from shadowd.adapters.sql_schema import dead_letters, decisions, findings, rollouts, verdicts
+from shadowd.adapters.sql_schema import (
+    dead_letters,
+    decisions,
+    findings,
+    rollouts,
+    rollup_codes,
+    rollup_latency,
+    rollup_status,
+    verdicts,
+)
 from shadowd.core.findings import Finding, Status
+from shadowd.core.histogram import bucket_of, histogram_percentile
 from shadowd.core.results import SideResult
-from shadowd.core.stats import percentile
 from shadowd.records import DeadLetter, VerdictRecord
 
 COMPARED = (Status.PASS.value, Status.REGRESSION.value, Status.NOISE.value)
@@ -226,103 +235,155 @@ class SqlVerdictStore:
             names.update((await connection.execute(select(verdicts.c.rollout).distinct())).scalars())
         return sorted(names)
 
-    async def verdict_figures(self, rollout: str, since_verdict_id: int = 0) -> dict[str, Any]:
-        """Counts, per-code and per-route breakdowns, latency percentiles and cost for one rollout."""
-        is_compared = verdicts.c.status.in_(COMPARED)
-        async with self.engine.connect() as connection:
-            counts = {
-                row.status: int(row.n)
-                for row in await connection.execute(
-                    select(verdicts.c.status, func.count().label("n"))
-                    .where(verdicts.c.rollout == rollout)
-                    .group_by(verdicts.c.status)
-                )
-            }
-            by_code = {
-                row.code: {"severity": row.severity, "count": int(row.n)}
-                for row in await connection.execute(
-                    select(findings.c.code, findings.c.severity, func.count(func.distinct(findings.c.verdict_id)).label("n"))
-                    .where(and_(findings.c.rollout == rollout, findings.c.noise.is_(False)))
-                    .group_by(findings.c.code, findings.c.severity)
-                )
-            }
-            noise_by_code = {
-                row.code: int(row.n)
-                for row in await connection.execute(
-                    select(findings.c.code, func.count(func.distinct(findings.c.verdict_id)).label("n"))
-                    .where(and_(findings.c.rollout == rollout, findings.c.noise.is_(True)))
-                    .group_by(findings.c.code)
-                )
-            }
-            by_route: dict[str, dict[str, int]] = {}
-            for row in await connection.execute(
-                select(verdicts.c.route, verdicts.c.status, func.count().label("n"))
-                .where(verdicts.c.rollout == rollout)
-                .group_by(verdicts.c.route, verdicts.c.status)
-            ):
-                by_route.setdefault(row.route, {})[row.status] = int(row.n)
-            evidence = (
+    async def roll_up(self, rollout: str | None = None, batch: int = 20_000, max_batches: int | None = None) -> int:
+        """Fold verdicts not yet counted into the rollup tables; returns how many were folded.
+
+        Each verdict is counted exactly once: it is flagged in the same transaction that adds it to the
+        totals, and on PostgreSQL concurrent callers skip each other's rows (FOR UPDATE SKIP LOCKED).
+        """
+        folded = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            count = await self._roll_up_batch(rollout, batch)
+            folded += count
+            batches += 1
+            if count < batch:
+                break
+        return folded
+
+    async def _roll_up_batch(self, rollout: str | None, batch: int) -> int:
+        pending = select(verdicts.c.id).where(verdicts.c.rolled_up.is_(False))
+        if rollout is not None:
+            pending = pending.where(verdicts.c.rollout == rollout)
+        pending = pending.order_by(verdicts.c.id).limit(batch)
+        if self.dialect == "postgresql":
+            pending = pending.with_for_update(skip_locked=True)
+        c = verdicts.c
+        async with self.engine.begin() as connection:
+            rows = (
                 await connection.execute(
-                    select(
-                        func.count().label("samples"),
-                        func.sum(case((verdicts.c.status == Status.REGRESSION.value, 1), else_=0)).label("cand"),
-                        func.sum(case((verdicts.c.baseline_noise_blocking.is_(True), 1), else_=0)).label("base"),
-                        func.sum(
-                            case(
-                                (
-                                    and_(
-                                        verdicts.c.status == Status.REGRESSION.value,
-                                        verdicts.c.baseline_noise_blocking.is_(True),
-                                    ),
-                                    1,
-                                ),
-                                else_=0,
-                            )
-                        ).label("both"),
-                        func.sum(case((verdicts.c.id > since_verdict_id, 1), else_=0)).label("stage"),
-                        func.coalesce(func.sum(verdicts.c.baseline_cost_usd), 0.0).label("cost_b"),
-                        func.coalesce(func.sum(verdicts.c.candidate_cost_usd), 0.0).label("cost_c"),
-                    ).where(and_(verdicts.c.rollout == rollout, is_compared))
+                    verdicts.update()
+                    .where(c.id.in_(pending.scalar_subquery()))
+                    .values(rolled_up=True)
+                    .returning(
+                        c.id, c.rollout, c.route, c.status, c.baseline_noise_blocking, c.baseline_latency_ms,
+                        c.candidate_latency_ms, c.baseline_cost_usd, c.candidate_cost_usd,
+                    )
                 )
-            ).one()
-            latency = await self._latency_percentiles(connection, rollout)
-            last_id = (
-                await connection.execute(select(func.max(verdicts.c.id)).where(verdicts.c.rollout == rollout))
-            ).scalar_one()
+            ).all()
+            if not rows:
+                return 0
+            status_rows: dict[tuple[str, str, str], list[float]] = {}
+            latency_rows: dict[tuple[str, str, int], int] = {}
+            for row in rows:
+                compared = row.status in COMPARED
+                regressed = row.status == Status.REGRESSION.value
+                noisy = compared and bool(row.baseline_noise_blocking)
+                totals = status_rows.setdefault((row.rollout, row.route, row.status), [0, 0, 0, 0, 0.0, 0.0])
+                totals[0] += 1
+                totals[1] += regressed
+                totals[2] += noisy
+                totals[3] += regressed and noisy
+                totals[4] += row.baseline_cost_usd or 0.0
+                totals[5] += row.candidate_cost_usd or 0.0
+                if compared:
+                    for side, value in (("baseline", row.baseline_latency_ms), ("candidate", row.candidate_latency_ms)):
+                        if value is not None:
+                            key = (row.rollout, side, bucket_of(value))
+                            latency_rows[key] = latency_rows.get(key, 0) + 1
+            code_rows: dict[tuple[str, str, bool], list[Any]] = {}
+            ids = [row.id for row in rows]
+            for start in range(0, len(ids), 5000):
+                for row in await connection.execute(
+                    select(
+                        findings.c.rollout, findings.c.code, findings.c.noise, findings.c.severity,
+                        func.count(func.distinct(findings.c.verdict_id)).label("n"),
+                    )
+                    .where(findings.c.verdict_id.in_(ids[start : start + 5000]))
+                    .group_by(findings.c.rollout, findings.c.code, findings.c.noise, findings.c.severity)
+                ):
+                    entry = code_rows.setdefault((row.rollout, row.code, bool(row.noise)), [row.severity, 0])
+                    entry[1] += int(row.n)
+            # Sorted keys: concurrent roll-ups lock the total rows in one order, so they cannot deadlock.
+            await self._add(connection, rollup_status, ["rollout", "route", "status"], [
+                {"rollout": k[0], "route": k[1], "status": k[2], "n": v[0], "candidate_regressions": v[1],
+                 "baseline_noise_regressions": v[2], "both_regressed": v[3], "cost_usd_baseline": v[4],
+                 "cost_usd_candidate": v[5]}
+                for k, v in sorted(status_rows.items())
+            ])
+            await self._add(connection, rollup_codes, ["rollout", "code", "noise"], [
+                {"rollout": k[0], "code": k[1], "noise": k[2], "severity": v[0], "n": v[1]}
+                for k, v in sorted(code_rows.items())
+            ])
+            await self._add(connection, rollup_latency, ["rollout", "side", "bucket"], [
+                {"rollout": k[0], "side": k[1], "bucket": k[2], "n": v} for k, v in sorted(latency_rows.items())
+            ])
+        return len(rows)
+
+    async def _add(self, connection: Any, table: Any, keys: list[str], values: list[dict[str, Any]]) -> None:
+        """Upsert that adds the numeric columns to the existing totals."""
+        if not values:
+            return
+        statement = self._insert(table).values(values)
+        summed = {
+            column.name: column + getattr(statement.excluded, column.name)
+            for column in table.columns
+            if column.name not in keys and column.name != "severity"
+        }
+        await connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=summed))
+
+    async def verdict_figures(self, rollout: str, stage_started_compared: int = 0) -> dict[str, Any]:
+        """Counts, per-code and per-route breakdowns, latency percentiles and cost for one rollout.
+
+        Reads the rollup tables after folding in what is pending, so it costs the same at a thousand
+        verdicts as at a million.
+        """
+        await self.roll_up(rollout)
+        async with self.engine.connect() as connection:
+            status_rows = (
+                await connection.execute(select(rollup_status).where(rollup_status.c.rollout == rollout))
+            ).all()
+            code_rows = (
+                await connection.execute(select(rollup_codes).where(rollup_codes.c.rollout == rollout))
+            ).all()
+            latency_rows = (
+                await connection.execute(select(rollup_latency).where(rollup_latency.c.rollout == rollout))
+            ).all()
+        counts: dict[str, int] = {status.value: 0 for status in Status}
+        by_route: dict[str, dict[str, int]] = {}
+        samples = candidate = baseline = both = 0
+        cost_b = cost_c = 0.0
+        for row in status_rows:
+            counts[row.status] = counts.get(row.status, 0) + int(row.n)
+            by_route.setdefault(row.route, {})[row.status] = int(row.n)
+            if row.status in COMPARED:
+                samples += int(row.n)
+                candidate += int(row.candidate_regressions)
+                baseline += int(row.baseline_noise_regressions)
+                both += int(row.both_regressed)
+                cost_b += float(row.cost_usd_baseline)
+                cost_c += float(row.cost_usd_candidate)
+        by_code = {
+            row.code: {"severity": row.severity, "count": int(row.n)} for row in code_rows if not row.noise
+        }
+        noise_by_code = {row.code: int(row.n) for row in code_rows if row.noise}
+        latency: dict[str, dict[str, float | None]] = {}
+        for side in ("baseline", "candidate"):
+            histogram = {int(row.bucket): int(row.n) for row in latency_rows if row.side == side}
+            latency[side] = {"p50": histogram_percentile(histogram, 0.5), "p95": histogram_percentile(histogram, 0.95)}
         return {
-            "counts": {status.value: counts.get(status.value, 0) for status in Status},
+            "counts": counts,
             "by_code": by_code,
             "noise_by_code": noise_by_code,
             "by_route": by_route,
-            "samples": int(evidence.samples or 0),
-            "stage_samples": int(evidence.stage or 0),
-            "candidate_regressions": int(evidence.cand or 0),
-            "baseline_noise_regressions": int(evidence.base or 0),
-            "both_regressed": int(evidence.both or 0),
-            "cost_usd": {"baseline": float(evidence.cost_b or 0.0), "candidate": float(evidence.cost_c or 0.0)},
+            "samples": samples,
+            "stage_samples": max(samples - stage_started_compared, 0),
+            "candidate_regressions": candidate,
+            "baseline_noise_regressions": baseline,
+            "both_regressed": both,
+            "cost_usd": {"baseline": cost_b, "candidate": cost_c},
             "latency_ms": latency,
-            "last_verdict_id": int(last_id or 0),
         }
-
-    async def _latency_percentiles(self, connection: Any, rollout: str) -> dict[str, dict[str, float | None]]:
-        scope = and_(verdicts.c.rollout == rollout, verdicts.c.status.in_(COMPARED))
-        result: dict[str, dict[str, float | None]] = {}
-        for side, column in (("baseline", verdicts.c.baseline_latency_ms), ("candidate", verdicts.c.candidate_latency_ms)):
-            if self.dialect == "postgresql":
-                row = (
-                    await connection.execute(
-                        select(
-                            func.percentile_cont(0.5).within_group(column).label("p50"),
-                            func.percentile_cont(0.95).within_group(column).label("p95"),
-                        ).where(scope)
-                    )
-                ).one()
-                p50, p95 = row.p50, row.p95
-            else:
-                values = [v for v in (await connection.execute(select(column).where(scope))).scalars() if v is not None]
-                p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
-            result[side] = {"p50": _maybe_float(p50), "p95": _maybe_float(p95)}
-        return result
 
     async def dead_letter_counts(self) -> dict[str, int]:
         async with self.engine.connect() as connection:
@@ -360,7 +421,7 @@ class SqlVerdictStore:
                     candidate=candidate,
                     stage_index=0,
                     state="active",
-                    stage_started_verdict_id=0,
+                    stage_started_compared=0,
                     stage_started_at=now,
                     created_at=now,
                     updated_at=now,
@@ -392,15 +453,15 @@ class SqlVerdictStore:
         reasons: Sequence[str],
         figures: dict[str, Any],
         new_state: str | None = None,
-        stage_started_verdict_id: int | None = None,
+        stage_started_compared: int | None = None,
     ) -> int:
         """Append to the audit trail and move the rollout's state, in one transaction."""
         async with self.engine.begin() as connection:
             values: dict[str, Any] = {"stage_index": stage_index, "updated_at": at}
             if new_state is not None:
                 values["state"] = new_state
-            if stage_started_verdict_id is not None:
-                values["stage_started_verdict_id"] = stage_started_verdict_id
+            if stage_started_compared is not None:
+                values["stage_started_compared"] = stage_started_compared
                 values["stage_started_at"] = at
             await connection.execute(rollouts.update().where(rollouts.c.name == name).values(**values))
             result = await connection.execute(
