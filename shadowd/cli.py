@@ -124,7 +124,7 @@ async def _replay(ctx: Context, config: Config, file: Path, progress: bool | Non
     async with open_pipeline(config, ctx.db_url, base_url=base_url) as (pipeline, writer, store, models):
         for spec in config.rollouts:
             await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now())
-        records_in_flight = max(1, config.models.max_concurrency // 3)
+        records_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
         show = sys.stderr.isatty() if progress is None else progress
         if not show:
             return await replay_file(file, pipeline, writer, records_in_flight=records_in_flight)

@@ -34,7 +34,6 @@ class DaemonOptions:
     drain_timeout_s: float = 60.0
     promoter: bool = True
     promoter_interval_s: float = 30.0
-    calls_per_record: int = 3  # baseline, its noise replay, candidate
 
 
 def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonOptions) -> int:
@@ -71,7 +70,8 @@ async def async_run(
     models = model_client(config)
     writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
-    max_in_flight = max(1, config.models.max_concurrency // options.calls_per_record)
+    # Records in flight are bounded so that their model calls fit in models.max_concurrency.
+    max_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
     consumer = make_consumer(config.kafka, max_records=max_in_flight)
     producer = make_producer(config.kafka)
     mirror = MirrorConsumer(

@@ -58,6 +58,14 @@ class ShadowPipeline:
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
 
+    def max_calls_per_record(self) -> int:
+        """Model calls one envelope can cost when every rollout takes it (baselines are shared)."""
+        baselines = {(r.baseline, r.baseline_source, r.noise_check) for r in self.config.rollouts}
+        calls = len(self.config.rollouts) + sum(
+            (source == "replay") + noise_check for _, source, noise_check in baselines
+        )
+        return max(1, calls)
+
     async def replay_record(self, record: SourceRecord) -> RecordOutcome:
         outcome = RecordOutcome(record)
         try:

@@ -46,7 +46,7 @@ async def run_demo(
                 for line in MALFORMED_LINES:
                     out.write(line.decode() + "\n")
             async with open_pipeline(config, db_url, base_url=server.base_url) as (pipeline, writer, store, _):
-                in_flight = max(1, config.models.max_concurrency // 3)
+                in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
                 if progress:
                     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

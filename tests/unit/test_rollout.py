@@ -35,3 +35,23 @@ def test_spend_window_forgets_spend_older_than_an_hour() -> None:
     assert window.spent(1800.0) == 15.0
     assert window.spent(3600.5) == 5.0
     assert window.spent(5400.5) == 0.0
+
+
+def test_calls_per_record_counts_shared_baselines_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two rollouts on one replayed baseline with noise checks cost 2 + 2 calls, a recorded one costs 1."""
+    from shadowd.config import Settings, load_config
+    from shadowd.pipeline import ShadowPipeline
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "rollouts:\n"
+        "  - {name: a, baseline: claude-opus-4-6, candidate: claude-opus-4-7}\n"
+        "  - {name: b, baseline: claude-opus-4-6, candidate: claude-sonnet-4-6}\n"
+    )
+    assert ShadowPipeline(load_config(path, Settings()), None, None).max_calls_per_record() == 4  # type: ignore[arg-type]
+    path.write_text(
+        "rollouts:\n"
+        "  - {name: a, baseline: claude-opus-4-6, candidate: claude-opus-4-7, baseline_source: recorded,"
+        " noise_check: false}\n"
+    )
+    assert ShadowPipeline(load_config(path, Settings()), None, None).max_calls_per_record() == 1  # type: ignore[arg-type]
