@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, text, tuple_
+from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
 from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -112,6 +113,19 @@ class SqlVerdictStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._insert_verdict = (
+            self._insert(verdicts)
+            .on_conflict_do_nothing(index_elements=["rollout", "request_id"])
+            .returning(verdicts.c.id, verdicts.c.rollout, verdicts.c.request_id)
+        )
+        self._insert_dead_letter = self._insert(dead_letters).on_conflict_do_nothing(
+            index_elements=["source", "partition", "offset"]
+        )
+        self._select_existing = select(verdicts.c.rollout, verdicts.c.request_id).where(
+            tuple_(verdicts.c.rollout, verdicts.c.request_id).in_(bindparam("pairs", expanding=True))
+        )
+        self._lookups: list[tuple[Sequence[tuple[str, str]], asyncio.Future[set[tuple[str, str]]]]] = []
+        self._lookup_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -131,13 +145,11 @@ class SqlVerdictStore:
         inserted = 0
         async with self.engine.begin() as connection:
             if verdict_records:
-                statement = (
-                    self._insert(verdicts)
-                    .values([_verdict_row(v) for v in verdict_records])
-                    .on_conflict_do_nothing(index_elements=["rollout", "request_id"])
-                    .returning(verdicts.c.id, verdicts.c.rollout, verdicts.c.request_id)
-                )
-                rows = (await connection.execute(statement)).all()
+                # One cached statement, executed for many rows (SQLAlchemy batches it into multi-row
+                # INSERTs): compiling a fresh VALUES list per batch cost more than the insert itself.
+                rows = (
+                    await connection.execute(self._insert_verdict, [_verdict_row(v) for v in verdict_records])
+                ).all()
                 inserted = len(rows)
                 by_key = {(v.rollout, v.request_id): v for v in verdict_records}
                 finding_rows = [
@@ -157,37 +169,54 @@ class SqlVerdictStore:
                     await connection.execute(findings.insert(), finding_rows)
             if letters:
                 await connection.execute(
-                    self._insert(dead_letters)
-                    .values(
-                        [
-                            {
-                                "source": d.source,
-                                "partition": d.partition,
-                                "offset": d.offset,
-                                "reason": d.reason,
-                                "detail": d.detail[:4000],
-                                "payload": d.payload,
-                                "created_at": d.created_at,
-                            }
-                            for d in letters
-                        ]
-                    )
-                    .on_conflict_do_nothing(index_elements=["source", "partition", "offset"])
+                    self._insert_dead_letter,
+                    [
+                        {
+                            "source": d.source,
+                            "partition": d.partition,
+                            "offset": d.offset,
+                            "reason": d.reason,
+                            "detail": d.detail[:4000],
+                            "payload": d.payload,
+                            "created_at": d.created_at,
+                        }
+                        for d in letters
+                    ],
                 )
         return inserted
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Concurrent callers share one query: under load this is one round trip per batch, not per record."""
         if not pairs:
             return set()
+        future: asyncio.Future[set[tuple[str, str]]] = asyncio.get_running_loop().create_future()
+        self._lookups.append((pairs, future))
+        if self._lookup_task is None or self._lookup_task.done():
+            self._lookup_task = asyncio.create_task(self._run_lookups())
+        return await future
+
+    async def _run_lookups(self) -> None:
+        await asyncio.sleep(0)  # let the callers of this loop turn join the batch
+        while self._lookups:
+            batch, self._lookups = self._lookups, []
+            wanted = sorted({pair for pairs, _ in batch for pair in pairs})
+            try:
+                found = await self._query_existing(wanted)
+            except Exception as exc:  # every waiting caller gets the database error, none hangs
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for pairs, future in batch:
+                if not future.done():
+                    future.set_result({pair for pair in pairs if pair in found})
+
+    async def _query_existing(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
         async with self.engine.connect() as connection:
             for start in range(0, len(pairs), 500):
                 chunk = list(pairs[start : start + 500])
-                rows = await connection.execute(
-                    select(verdicts.c.rollout, verdicts.c.request_id).where(
-                        tuple_(verdicts.c.rollout, verdicts.c.request_id).in_(chunk)
-                    )
-                )
+                rows = await connection.execute(self._select_existing, {"pairs": chunk})
                 found.update((r.rollout, r.request_id) for r in rows)
         return found
 
