@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -118,8 +119,13 @@ class AnthropicModelClient:
         if api_version:
             kwargs["extra_headers"] = {"anthropic-version": api_version}
         if not replay.stream:
-            response = await self._client.messages.create(**kwargs)
-            return response.to_dict(), None
+            # The raw body is what shadowd stores and compares; building the SDK's typed Message only
+            # to dump it back to a dict would double the per-call CPU. Errors still raise as usual.
+            raw = await self._client.messages.with_raw_response.create(**kwargs)
+            body = json.loads(raw.http_response.content)
+            if not isinstance(body, dict):
+                raise ValueError("the Messages API answered with something other than a JSON object")
+            return body, None
         ttft_ms: float | None = None
         async with self._client.messages.stream(**kwargs) as stream:
             async for event in stream:
