@@ -48,6 +48,9 @@ class MirrorConsumer:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.max_in_flight = max_in_flight
+        self.max_unstored = max(1000, 4 * max_in_flight)
+        self.replaying = 0
+        self._capacity = asyncio.Event()
         self.metrics = metrics or Metrics()
         self.commit_interval_s = commit_interval_s
         self.revoke_timeout_s = revoke_timeout_s
@@ -66,8 +69,17 @@ class MirrorConsumer:
         try:
             while not stop.is_set():
                 self._apply_backpressure()
-                room = self.max_in_flight - len(self.tasks)
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=max(1, room))
+                timeout_ms = 200
+                if self.paused:
+                    # Resume as soon as a replay finishes, not at the end of a fetch timeout; the poll
+                    # below still runs (and returns at once) so the group sees this member alive.
+                    self._capacity.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._capacity.wait(), timeout=0.2)
+                    self._apply_backpressure()
+                    timeout_ms = 0
+                room = min(self.max_in_flight - self.replaying, self.max_unstored - len(self.tasks))
+                batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max(1, room))
                 for tp, messages in batch.items():
                     for message in messages:
                         self._start(tp, message)
@@ -79,7 +91,10 @@ class MirrorConsumer:
             await self.commit()
 
     def _apply_backpressure(self) -> None:
-        full = len(self.tasks) >= self.max_in_flight
+        # Replays are bounded by the model-call budget; records whose replay is done but whose
+        # verdicts are still on their way to the store only hold memory, so they get a wider bound.
+        # While the store is down that bound fills and fetching stops.
+        full = self.replaying >= self.max_in_flight or len(self.tasks) >= self.max_unstored
         assigned = self.consumer.assignment()
         if full and not self.paused:
             self.consumer.pause(*assigned)
@@ -93,6 +108,7 @@ class MirrorConsumer:
     def _start(self, tp: TopicPartition, message: ConsumerRecord[Any, Any]) -> None:
         offsets = self.offsets.setdefault(tp, PartitionOffsets())
         offsets.fetched(message.offset)
+        self.replaying += 1  # counted from now: a task not yet started is still a replay to come
         task = asyncio.create_task(self._process(offsets, message))
         self.tasks.add(task)
         self.metrics.in_flight_records.set(len(self.tasks))
@@ -100,6 +116,7 @@ class MirrorConsumer:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        self._capacity.set()
         self.metrics.in_flight_records.set(len(self.tasks))
 
     async def _process(self, offsets: PartitionOffsets, message: ConsumerRecord[Any, Any]) -> None:
@@ -117,6 +134,9 @@ class MirrorConsumer:
                 log.error("record_failed", error=repr(exc), traceback=traceback.format_exc(limit=5))
                 outcome = RecordOutcome(record)
                 outcome.dead_letter = self.pipeline.dead_letter(record, "processing_failed", repr(exc))
+            finally:
+                self.replaying -= 1
+                self._capacity.set()
             if outcome.dead_letter is not None:
                 await self._publish_dead_letter(message, outcome)
             await self.writer.write(outcome)
