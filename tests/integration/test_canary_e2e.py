@@ -105,7 +105,13 @@ async def test_clean_candidate_walks_up_and_regressed_one_rolls_back(
             async def both_settled() -> bool:
                 return await state_of(CLEAN) == "complete" and await state_of(REGRESSED) == "rolled_back"
 
-            took = await wait_until(both_settled, 150, "the clean rollout to complete and the regressed to roll back")
+            try:
+                took = await wait_until(both_settled, 150, "the clean rollout to complete and the regressed to "
+                                        "roll back")
+            except AssertionError as exc:
+                _, clean_now = await get_json(http, f"{daemon.http_url}/v1/rollouts/{CLEAN}")
+                raise AssertionError(f"{exc}\nclean rollout now: {clean_now.get('state')} "
+                                     f"{clean_now.get('reasons')}\n{daemon.log_tail(15)}") from None
             stop_traffic.set()
             sent = await traffic
 

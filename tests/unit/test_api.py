@@ -236,7 +236,9 @@ async def test_verdicts_filter_by_status_code_route_and_since(client: TestClient
     }
     routed = await (await client.get("/v1/rollouts/regressed/verdicts?route=default&limit=1000")).json()
     assert len(routed["items"]) == 20 and {item["route"] for item in routed["items"]} == {"default"}
-    recent = await (await client.get("/v1/rollouts/regressed/verdicts?since=630s")).json()
+    # An absolute time: the seeded verdicts are dated from module import, which may be minutes ago.
+    since = (NOW - timedelta(seconds=630)).isoformat().replace("+00:00", "Z")
+    recent = await (await client.get(f"/v1/rollouts/regressed/verdicts?since={since}")).json()
     assert {item["request_id"] for item in recent["items"]} == {f"req-{i:03d}" for i in range(11)}
     first = recent["items"][0]
     for key in (
