@@ -48,7 +48,7 @@ class MirrorConsumer:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.max_in_flight = max_in_flight
-        self.max_unstored = max(1000, 4 * max_in_flight)
+        self.max_unstored = 2 * max_in_flight  # bounds what a crash can lose to re-replay
         self.replaying = 0
         self._capacity = asyncio.Event()
         self.metrics = metrics or Metrics()

@@ -30,12 +30,14 @@ class BatchWriter:
         max_batch: int = 200,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 10.0,
+        linger_s: float = 0.005,
     ) -> None:
         self._store = store
         self._metrics = metrics or Metrics()
         self._max_batch = max_batch
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        self._linger_s = linger_s
         self._queue: asyncio.Queue[tuple[RecordOutcome, asyncio.Future[int]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.inserted = 0
@@ -63,6 +65,9 @@ class BatchWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._queue.qsize() < self._max_batch:
+                # Linger briefly so verdicts that trickle in share one commit instead of one each.
+                await asyncio.sleep(self._linger_s)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             verdicts: list[VerdictRecord] = [v for outcome, _ in batch for v in outcome.verdicts]

@@ -281,7 +281,8 @@ class SqlVerdictStore:
         return folded
 
     async def _roll_up_batch(self, rollout: str | None, batch: int) -> int:
-        pending = select(verdicts.c.id).where(verdicts.c.rolled_up.is_(False))
+        # `NOT rolled_up`, exactly as the partial index is defined, so PostgreSQL uses it.
+        pending = select(verdicts.c.id).where(~verdicts.c.rolled_up)
         if rollout is not None:
             pending = pending.where(verdicts.c.rollout == rollout)
         pending = pending.order_by(verdicts.c.id).limit(batch)
