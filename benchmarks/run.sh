@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The one benchmark command (benchmarks/README.md): starts its own Kafka and PostgreSQL, runs the
+# figures, prints the table and writes benchmarks/results/latest.json.
+#
+#   bash benchmarks/run.sh                          # the five figures (about 7 minutes)
+#   bash benchmarks/run.sh comparator queries       # a subset
+#   bash benchmarks/run.sh all                      # the five figures and the py-spy profile
+#   bash benchmarks/run.sh --quick                  # smaller N everywhere
+#   bash benchmarks/run.sh --reuse-services ...     # use SHADOWD_TEST_KAFKA / SHADOWD_TEST_DATABASE_URL
+#
+# The services are private (benchmarks/stack.sh: scripts/services.sh run from a temporary root), so a
+# run never stops or reuses the checkout's shared .services/ that the tests use; they stop at exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+reuse=0
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --reuse-services) reuse=1 ;;
+    *) args+=("$arg") ;;
+  esac
+done
+
+section() { printf '\n==== %s ====\n' "$*" >&2; }
+
+if ! python3 -c 'import shadowd, deepdiff, aiokafka, asyncpg' 2>/dev/null; then
+  section "install shadowd into $(python3 -c 'import sys; print(sys.executable)')"
+  python3 -m pip install -q -e . 2>/dev/null || python3 -m pip install -q -e . --break-system-packages
+fi
+if [[ " ${args[*]:-} " == *" profile "* || " ${args[*]:-} " == *" all "* ]] && ! command -v py-spy >/dev/null; then
+  section "install py-spy (profile)"
+  python3 -m pip install -q py-spy 2>/dev/null || python3 -m pip install -q py-spy --break-system-packages
+fi
+
+if ((reuse)); then
+  : "${SHADOWD_TEST_KAFKA:?--reuse-services needs SHADOWD_TEST_KAFKA}"
+  : "${SHADOWD_TEST_DATABASE_URL:?--reuse-services needs SHADOWD_TEST_DATABASE_URL}"
+  section "using the services given: Kafka $SHADOWD_TEST_KAFKA"
+else
+  stack="$(mktemp -d "${TMPDIR:-/tmp}/shadowd-bench-stack.XXXXXX")"
+  trap 'section "stop the benchmark services"; bash "$ROOT/benchmarks/stack.sh" stop "$stack" || true' EXIT
+  section "start private Kafka and PostgreSQL ($stack)"
+  env_file="$(bash "$ROOT/benchmarks/stack.sh" start "$stack")"
+  # shellcheck disable=SC1090
+  source "$env_file"
+  echo "Kafka $SHADOWD_TEST_KAFKA_VERSION at $SHADOWD_TEST_KAFKA; PostgreSQL at 127.0.0.1:$SHADOWD_TEST_PG_PORT" >&2
+fi
+
+section "benchmarks ${args[*]:-(default set)}"
+python3 benchmarks/bench.py "${args[@]}"
