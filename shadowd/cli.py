@@ -149,9 +149,13 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
     """Everything embedded: sample traffic, fake baseline and regressed candidate, SQLite, report."""
     from shadowd.demo.run import run_demo
 
-    db_url = ctx.db_url if ctx.db_url != DEFAULT_DB else "sqlite:///shadowd-demo.db"
+    # The demo writes to a database only when --db names one on its command line (never to the one in
+    # SHADOWD_DATABASE_URL), and only its own file is started afresh.
+    source = click.get_current_context().get_parameter_source("db")
+    own_file = source is not click.core.ParameterSource.COMMANDLINE
+    db_url = "sqlite:///shadowd-demo.db" if own_file else ctx.db_url
     result = run_async(run_demo(db_url, count=count, seed=seed, behaviours=behaviours,
-                                progress=sys.stderr.isatty() and not ctx.as_json))
+                                progress=sys.stderr.isatty() and not ctx.as_json, fresh=own_file))
     if ctx.as_json:
         emit_json(result)
         return

@@ -31,11 +31,19 @@ def _remove_sqlite_file(db_url: str) -> None:
 
 
 async def run_demo(
-    db_url: str, *, count: int = 300, seed: int = 7, behaviours: Path | None = None, progress: bool = False
+    db_url: str,
+    *,
+    count: int = 300,
+    seed: int = 7,
+    behaviours: Path | None = None,
+    progress: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
+    """Replay demo traffic into `db_url`; `fresh` first deletes that SQLite file (the default demo one only)."""
     config_path = demo_file("shadowd.yaml")
     config = load_config(config_path)
-    _remove_sqlite_file(db_url)
+    if fresh:
+        _remove_sqlite_file(db_url)
     server = await start_fake_model(load_behaviours(behaviours or demo_file("behaviours.yaml")))
     try:
         with tempfile.TemporaryDirectory(prefix="shadowd-demo-") as folder:
