@@ -21,15 +21,18 @@ from tests.helpers import fake_model_process, run_cli_json, write_config
 
 ADMIN_TOKEN = "admin-secret"
 CLEAN, REGRESSED = "sonnet-clean", "opus-regressed"
+# The latency bound is loose here: with 5 ms model calls on a loaded 2-core machine the client-side
+# p95 is mostly event-loop lag (a cold CI run once read 136 ms vs 43 ms for identical models), and
+# this test is about regression-driven decisions; tests/unit/test_gate.py covers the latency bound.
 ROLLOUTS = f"""
   - name: {CLEAN}
     baseline: claude-opus-4-6
     candidate: claude-sonnet-4-6
-    gate: {{min_samples: 30, max_regression_rate_increase: 0.1}}
+    gate: {{min_samples: 30, max_regression_rate_increase: 0.1, max_latency_p95_ratio: 20}}
   - name: {REGRESSED}
     baseline: claude-opus-4-6
     candidate: claude-opus-4-7
-    gate: {{min_samples: 30, max_regression_rate_increase: 0.1}}
+    gate: {{min_samples: 30, max_regression_rate_increase: 0.1, max_latency_p95_ratio: 20}}
 """
 
 
