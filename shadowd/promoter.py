@@ -223,6 +223,9 @@ class PromoterLoop:
             if self.metrics is not None:
                 self.metrics.gate_decisions.labels(spec.name, decision.decision).inc()
                 self.metrics.canary_percent.labels(spec.name).set(decision.canary_percent)
+                samples, regressions = decision.figures.get("samples"), decision.figures.get("candidate_regressions")
+                if samples and regressions is not None:
+                    self.metrics.regression_rate.labels(spec.name).set(regressions / samples)
             if self.publish is not None:
                 await self.publish(decision.to_dict())
         return applied

@@ -254,10 +254,6 @@ class SqlVerdictStore:
             row = (await connection.execute(query)).mappings().first()
         return StoredVerdict(int(row["id"]), _verdict_from_row(row)) if row else None
 
-    async def count_verdicts(self) -> int:
-        async with self.engine.connect() as connection:
-            return int((await connection.execute(select(func.count()).select_from(verdicts))).scalar_one())
-
     async def rollout_names(self) -> list[str]:
         async with self.engine.connect() as connection:
             names = set((await connection.execute(select(rollouts.c.name))).scalars())

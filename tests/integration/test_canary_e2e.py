@@ -124,6 +124,12 @@ async def test_clean_candidate_walks_up_and_regressed_one_rolls_back(
             assert regressed["canary_percent"] == 0 and regressed["decision"] == "rollback"
             assert regressed["counts"]["regression"] > 0 and clean["counts"]["regression"] == 0
 
+            async with http.get(f"{daemon.http_url}/metrics") as response:
+                exposition = await response.text()
+            gauge = f'shadowd_regression_rate{{rollout="{REGRESSED}"}} '
+            rate_lines = [line for line in exposition.splitlines() if line.startswith(gauge)]
+            assert rate_lines and float(rate_lines[0].split()[-1]) > 0.1
+
             _, argo_clean = await get_json(http, f"{daemon.http_url}/v1/rollouts/{CLEAN}/analysis")
             _, argo_bad = await get_json(http, f"{daemon.http_url}/v1/rollouts/{REGRESSED}/analysis")
             assert argo_clean["verdict"] == "pass" and argo_bad["verdict"] == "fail"
