@@ -26,13 +26,11 @@ done
 
 section() { printf '\n==== %s ====\n' "$*" >&2; }
 
-if ! python3 -c 'import shadowd, deepdiff, aiokafka, asyncpg' 2>/dev/null; then
-  section "install shadowd into $(python3 -c 'import sys; print(sys.executable)')"
-  python3 -m pip install -q -e . 2>/dev/null || python3 -m pip install -q -e . --break-system-packages
-fi
+section "install shadowd into the checkout's own virtual environment (.venv)"
+source "$ROOT/scripts/venv.sh"
 if [[ " ${args[*]:-} " == *" profile "* || " ${args[*]:-} " == *" all "* ]] && ! command -v py-spy >/dev/null; then
   section "install py-spy (profile)"
-  python3 -m pip install -q py-spy 2>/dev/null || python3 -m pip install -q py-spy --break-system-packages
+  python -m pip install -q py-spy
 fi
 
 if ((reuse)); then
@@ -50,4 +48,4 @@ else
 fi
 
 section "benchmarks ${args[*]:-(default set)}"
-python3 benchmarks/bench.py "${args[@]}"
+python benchmarks/bench.py "${args[@]}"

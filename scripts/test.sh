@@ -12,16 +12,9 @@ cd "$ROOT"
 
 section() { printf '\n==== %s ====\n' "$*"; }
 
-section "install shadowd[test] into $(python3 -c 'import sys; print(sys.executable)')"
-pip_install=(python3 -m pip install -q -e '.[test]')
-pip_errors="$(mktemp)"
-if ! "${pip_install[@]}" 2>"$pip_errors"; then
-  # A Debian-managed interpreter (PEP 668) needs the explicit opt-in; anything else is a real error.
-  if grep -q externally-managed "$pip_errors"; then
-    "${pip_install[@]}" --break-system-packages
-  else
-    cat "$pip_errors" >&2
-    rm -f "$pip_errors"
+section "install shadowd[test] into the checkout's own virtual environment (.venv)"
+SHADOWD_EXTRAS=test source scripts/venv.sh
+echo "python: $(command -v python)"
     exit 1
   fi
 fi
@@ -41,7 +34,7 @@ fi
 
 section "pytest ${*:-tests}"
 status=0
-python3 -m pytest -q "$@" || status=$?
+python -m pytest -q "$@" || status=$?
 if ((status == 5)); then
   # pytest's 5 means it collected nothing: a test command that tests nothing has failed.
   echo "scripts/test.sh: pytest collected no tests (exit 5); treating that as a failure" >&2

@@ -35,7 +35,8 @@ from tests.daemon_harness import (
 )
 from tests.helpers import fake_model_process
 
-RESULTS_FILE = Path("/tmp/shadowd-daemon-test-results.json")
+# Under the checkout (ignored by git), so two checkouts on one machine never share the file.
+RESULTS_FILE = Path(__file__).resolve().parents[2] / ".cache" / "daemon-test-results.json"
 EXPECTED_REASONS = {
     "invalid_json": 1,
     "not_an_object": 1,
@@ -62,6 +63,7 @@ def fake_model(tmp_path: Path) -> Iterator[FakeModel]:
 def record_results(test: str, figures: dict[str, Any]) -> None:
     """Print the figures a test saw and keep them in RESULTS_FILE for the issue note."""
     print(f"\n[{test}] " + json.dumps(figures, sort_keys=True))
+    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
     results[test] = figures
     RESULTS_FILE.write_text(json.dumps(results, indent=2, sort_keys=True))
