@@ -7,9 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowd.core.storable import escape_text, first_non_finite, has_unstorable_text, utc_in_range
+
 SCHEMA = "shadowd.mirror/v1"
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
 MAX_REQUEST_ID_CHARS = 256
+MAX_ROUTE_CHARS = 256  # the width of the verdicts.route column and of the rollup keys
+_FIELDS = frozenset(
+    {"schema", "request_id", "request", "route", "captured_at", "api_version", "response", "latency_ms", "attributes"}
+)
 
 
 class EnvelopeError(ValueError):
@@ -43,13 +49,37 @@ def parse_envelope(raw: bytes | str) -> Envelope:
         raw = raw.encode("utf-8", errors="surrogatepass")
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError("too_large", f"{len(raw)} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit")
+    non_finite: list[str] = []
+
+    def constant(name: str) -> float:
+        non_finite.append(name)
+        return float(name)
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if value - value != 0:  # 1e999 parses to Infinity
+            non_finite.append(literal)
+        return value
+
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=constant, parse_float=number)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EnvelopeError("invalid_json", str(exc)[:300]) from None
     if not isinstance(data, dict):
         raise EnvelopeError("not_an_object", f"top-level JSON is {_json_type(data)}, not an object")
+    if non_finite:
+        _refuse_non_finite(data)
     return envelope_from_object(data)
+
+
+def _refuse_non_finite(data: dict[str, Any]) -> None:
+    # JSON (RFC 8259) has no NaN or Infinity; Python reads them anyway. A recorded usage count of NaN
+    # cannot be priced, summed or stored in a JSON column, and a request holding one was never valid
+    # JSON to the Messages API either, so the record is refused rather than silently zeroed.
+    path = first_non_finite(data) or "$"
+    top = path.split(".", 1)[0].split("[", 1)[0]
+    reason = f"invalid_field:{top}" if top in _FIELDS else "invalid_json"
+    raise EnvelopeError(reason, f"`{path[:200]}` is NaN or Infinity, which JSON does not allow")
 
 
 def envelope_from_object(data: dict[str, Any]) -> Envelope:
@@ -61,6 +91,11 @@ def envelope_from_object(data: dict[str, Any]) -> Envelope:
     request_id = _required(data, "request_id")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= MAX_REQUEST_ID_CHARS:
         raise EnvelopeError("invalid_field:request_id", "must be a string of 1 to 256 characters")
+    if has_unstorable_text(request_id):
+        # Refused, not escaped: the request_id is the idempotency key and the key verdicts are looked up
+        # by. An escape is not one-to-one (`a\u0000` and `a<NUL>` would merge and one verdict would be
+        # skipped as a duplicate), and a stored id nobody sent could never be found again.
+        raise EnvelopeError("invalid_field:request_id", "holds a NUL or a lone surrogate, which no store can keep")
 
     request = _required(data, "request")
     if not isinstance(request, dict):
@@ -70,6 +105,14 @@ def envelope_from_object(data: dict[str, Any]) -> Envelope:
     route = data.get("route", "default")
     if not isinstance(route, str) or not route:
         raise EnvelopeError("invalid_field:route", "must be a non-empty string")
+    # Escaped, not refused: the route is a label that groups verdicts; a NUL in it says nothing about
+    # the request, whose verdict stays worth having. The length is checked after escaping, on the text
+    # that will be stored.
+    route = escape_text(route)
+    if len(route) > MAX_ROUTE_CHARS:
+        raise EnvelopeError(
+            "invalid_field:route", f"has {len(route)} characters; a route is at most {MAX_ROUTE_CHARS}"
+        )
 
     api_version = data.get("api_version")
     if api_version is not None and (not isinstance(api_version, str) or not api_version):
@@ -97,7 +140,8 @@ def envelope_from_object(data: dict[str, Any]) -> Envelope:
         api_version=api_version,
         response=response,
         latency_ms=float(latency_ms) if latency_ms is not None else None,
-        attributes=dict(attributes),
+        # Free-form tags: escaped like the route, since they describe the request and do not identify it.
+        attributes={escape_text(k): escape_text(v) for k, v in attributes.items()},
     )
 
 
@@ -141,6 +185,10 @@ def _parse_timestamp(value: Any) -> datetime | None:
         raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None or "T" not in text.upper():
         raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} lacks a date-time with an offset")
+    if not utc_in_range(parsed):
+        # Refused, not clamped or replaced by the record timestamp: a moment that cannot be placed in
+        # UTC comes from a broken producer clock, and a made-up time would misplace the verdict.
+        raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} falls outside years 1-9999 in UTC")
     return parsed
 
 
