@@ -18,9 +18,30 @@ class ModelClient(Protocol):
     async def close(self) -> None: ...
 
 
+class StoreRefused(Exception):
+    """The store answered and refused what it was given: retrying the same rows can never succeed.
+
+    `what` names the refusal in a few words (`character_not_in_repertoire`, `string_too_long`, ...); it
+    becomes the dead-letter reason `unstorable:<what>`.
+    """
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"{what}: {detail}")
+        self.what = what
+        self.detail = detail
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or could not work just now: the same rows may succeed later."""
+
+
 class VerdictStore(Protocol):
     async def save(self, verdicts: Sequence[VerdictRecord], dead_letters: Sequence[DeadLetter]) -> int:
-        """Insert what is absent (idempotent on (rollout, request_id) and on source position); returns inserted verdicts."""
+        """Insert what is absent (idempotent on (rollout, request_id) and on source position); returns inserted verdicts.
+
+        Raises StoreRefused when the rows themselves are the problem, StoreUnavailable when the store is;
+        anything else is an error the store could not classify.
+        """
         ...
 
     async def ping(self) -> None:

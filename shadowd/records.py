@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from shadowd.core.envelope import MAX_ENVELOPE_BYTES
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult
 
@@ -85,6 +86,11 @@ def _side_summary(side: SideResult | None) -> dict[str, Any] | None:
     }
 
 
+# A dead letter keeps the original bytes up to the envelope limit: anything usable fits, and a larger
+# record (which is `too_large` anyway) is kept in part, flagged, rather than blocking its partition.
+MAX_DEAD_LETTER_PAYLOAD = MAX_ENVELOPE_BYTES
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     source: str
@@ -94,6 +100,18 @@ class DeadLetter:
     detail: str
     payload: bytes
     created_at: datetime
+    payload_truncated: bool = False  # True when `payload` holds only the first bytes of the record
+
+    def capped(self, limit: int = MAX_DEAD_LETTER_PAYLOAD) -> DeadLetter:
+        """This letter with its payload cut to `limit` bytes (and flagged) when it is longer."""
+        if len(self.payload) <= limit:
+            return self
+        return replace(
+            self,
+            payload=self.payload[:limit],
+            payload_truncated=True,
+            detail=f"{self.detail} [payload truncated to {limit} of {len(self.payload)} bytes]",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,5 +120,6 @@ class DeadLetter:
             "offset": self.offset,
             "reason": self.reason,
             "detail": self.detail,
+            "payload_truncated": self.payload_truncated,
             "created_at": self.created_at.isoformat(),
         }

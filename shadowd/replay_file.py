@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowd.pipeline import ShadowPipeline
+from shadowd.record_guard import replay_or_dead_letter
 from shadowd.records import SourceRecord
 from shadowd.writer import BatchWriter
 
@@ -60,7 +61,9 @@ async def replay_file(
 
     async def one(record: SourceRecord) -> None:
         try:
-            outcome = await pipeline.replay_record(record)
+            # Never raises for one record: a record that cannot be replayed or stored is a dead letter,
+            # so one bad line cannot end the run for the lines around it.
+            outcome = await replay_or_dead_letter(pipeline, record)
             await writer.write(outcome)
         finally:
             slots.release()

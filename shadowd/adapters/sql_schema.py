@@ -114,6 +114,8 @@ dead_letters = Table(
     Column("detail", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # True when the record was larger than the dead-letter limit and `payload` holds its first bytes.
+    Column("payload_truncated", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("source", "partition", "offset", name="uq_dead_letters_position"),
     Index("ix_dead_letters_reason", "reason"),
 )

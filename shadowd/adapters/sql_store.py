@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, select, text, tuple_
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import insert as generic_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +30,8 @@ from shadowd.adapters.sql_schema import (
 from shadowd.core.findings import Finding, Status
 from shadowd.core.histogram import bucket_of, histogram_percentile
 from shadowd.core.results import SideResult
+from shadowd.core.storable import escape_text, finite_or_none, int32_or_none, storable_json
+from shadowd.ports import StoreRefused, StoreUnavailable
 from shadowd.records import DeadLetter, VerdictRecord
 
 COMPARED = (Status.PASS.value, Status.REGRESSION.value, Status.NOISE.value)
@@ -142,6 +145,12 @@ class SqlVerdictStore:
         return generic_insert(table)
 
     async def save(self, verdict_records: Sequence[VerdictRecord], letters: Sequence[DeadLetter]) -> int:
+        try:
+            return await self._save(verdict_records, letters)
+        except Exception as exc:
+            raise classify_store_error(exc) from exc
+
+    async def _save(self, verdict_records: Sequence[VerdictRecord], letters: Sequence[DeadLetter]) -> int:
         inserted = 0
         async with self.engine.begin() as connection:
             if verdict_records:
@@ -158,8 +167,9 @@ class SqlVerdictStore:
                         "rollout": row.rollout,
                         "code": f.code,
                         "severity": f.severity.value,
-                        "path": f.path,
-                        "detail": f.detail,
+                        # Details quote the model's answers, which may hold NUL.
+                        "path": escape_text(f.path) if f.path is not None else None,
+                        "detail": escape_text(f.detail),
                         "noise": f.noise,
                     }
                     for row in rows
@@ -168,21 +178,7 @@ class SqlVerdictStore:
                 if finding_rows:
                     await connection.execute(findings.insert(), finding_rows)
             if letters:
-                await connection.execute(
-                    self._insert_dead_letter,
-                    [
-                        {
-                            "source": d.source,
-                            "partition": d.partition,
-                            "offset": d.offset,
-                            "reason": d.reason,
-                            "detail": d.detail[:4000],
-                            "payload": d.payload,
-                            "created_at": d.created_at,
-                        }
-                        for d in letters
-                    ],
-                )
+                await connection.execute(self._insert_dead_letter, [_dead_letter_row(d) for d in letters])
         return inserted
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -202,10 +198,22 @@ class SqlVerdictStore:
             wanted = sorted({pair for pairs, _ in batch for pair in pairs})
             try:
                 found = await self._query_existing(wanted)
-            except Exception as exc:  # every waiting caller gets the database error, none hangs
-                for _, future in batch:
+            except Exception as exc:
+                if len(batch) == 1:  # the caller gets the database error, it does not hang
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One caller's unstorable key must not fail its neighbours: ask again per caller, so
+                # each gets its own answer or its own error (all of them do when the database is down).
+                for pairs, future in batch:
+                    try:
+                        own = await self._query_existing(sorted(set(pairs)))
+                    except Exception as own_exc:
+                        if not future.done():
+                            future.set_exception(own_exc)
+                        continue
                     if not future.done():
-                        future.set_exception(exc)
+                        future.set_result(own)
                 continue
             for pairs, future in batch:
                 if not future.done():
@@ -430,6 +438,7 @@ class SqlVerdictStore:
                     "reason": row.reason,
                     "detail": row.detail,
                     "payload": bytes(row.payload).decode("utf-8", errors="replace"),
+                    "payload_truncated": bool(row.payload_truncated),
                     "created_at": _utc(row.created_at).isoformat(),
                 }
                 for row in rows
@@ -516,34 +525,126 @@ class SqlVerdictStore:
             return [{**dict(row), "at": _utc(row["at"]).isoformat()} for row in rows]
 
 
+# SQLSTATE classes (PostgreSQL appendix A) that describe the rows sent, not the server's state:
+# 22 data exception, 23 integrity constraint violation, 54 program limit exceeded (an index row too big).
+_REFUSED_CLASSES = frozenset({"22", "23", "54"})
+# Classes that say the server cannot work just now: 08 connection, 40 rollback (serialization, deadlock),
+# 53 insufficient resources, 55 lock not available, 57 operator intervention (shutdown), 58 system error.
+_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
+_CONDITIONS = {
+    "22001": "string_too_long",
+    "22003": "number_out_of_range",
+    "22007": "invalid_datetime",
+    "22008": "datetime_out_of_range",
+    "22021": "character_not_in_repertoire",
+    "22P02": "invalid_text_representation",
+    "22P05": "untranslatable_character",
+    "23502": "not_null_violation",
+    "23505": "unique_violation",
+    "54000": "value_too_large",
+}
+
+
+def classify_store_error(exc: BaseException) -> BaseException:
+    """StoreRefused for errors about the rows, StoreUnavailable for errors about the server, else `exc`.
+
+    The cause chain is read, so a driver error wrapped by SQLAlchemy is seen for what it is. Errors raised
+    while converting a parameter (a lone surrogate, a year-0 timestamp) never reached the server: they
+    are the rows' own and fail the same way every time.
+    """
+    if isinstance(exc, StoreRefused | StoreUnavailable):
+        return exc
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    causes = _causes(exc)
+    for cause in causes:  # the server's own word first
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(state, str) and len(state) == 5 and state != "22000":  # 22000: asyncpg's own, below
+            if state[:2] in _REFUSED_CLASSES:
+                return StoreRefused(_CONDITIONS.get(state, f"sqlstate_{state}"), message)
+            if state[:2] in _UNAVAILABLE_CLASSES:
+                return StoreUnavailable(message)
+    for cause in causes:  # then what went wrong before anything was sent
+        if isinstance(cause, UnicodeError):
+            return StoreRefused("invalid_unicode", message)
+        if isinstance(cause, OverflowError):
+            return StoreRefused("out_of_range", message)
+        if isinstance(cause, ValueError | TypeError | sqlalchemy_exc.DataError | sqlalchemy_exc.IntegrityError):
+            return StoreRefused("unconvertible_value", message)
+    for cause in causes:
+        if isinstance(
+            cause,
+            OSError | ConnectionError | TimeoutError | sqlalchemy_exc.DisconnectionError
+            | sqlalchemy_exc.OperationalError | sqlalchemy_exc.InterfaceError | sqlalchemy_exc.TimeoutError,
+        ):
+            return StoreUnavailable(message)
+        if isinstance(cause, sqlalchemy_exc.DBAPIError) and cause.connection_invalidated:
+            return StoreUnavailable(message)
+    return exc
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) and orig not in chain else (
+            current.__cause__ or current.__context__
+        )
+    return chain
+
+
 def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
+    """The row for one verdict, made storable: the verdict was decided on the original text, and
+    what PostgreSQL cannot hold (NUL, lone surrogates, NaN) is escaped or nulled only here.
+
+    `request_id` is stored as given: the envelope parser refuses one that is not storable, and a verdict
+    built some other way that still holds one is refused by the store and dead-lettered by the writer.
+    """
+    b, c = v.baseline, v.candidate
     return {
         "rollout": v.rollout,
         "request_id": v.request_id,
-        "route": v.route,
+        "route": escape_text(v.route),
         "status": v.status.value,
-        "reason": v.reason,
-        "findings": [f.to_dict() for f in v.findings],
-        "baseline": v.baseline.to_dict() if v.baseline else None,
-        "candidate": v.candidate.to_dict() if v.candidate else None,
-        "baseline_repeat": v.baseline_repeat.to_dict() if v.baseline_repeat else None,
-        "adaptations": list(v.adaptations),
-        "attributes": dict(v.attributes),
+        "reason": escape_text(v.reason) if v.reason is not None else None,
+        "findings": storable_json([f.to_dict() for f in v.findings]),
+        "baseline": storable_json(b.to_dict()) if b else None,
+        "candidate": storable_json(c.to_dict()) if c else None,
+        "baseline_repeat": storable_json(v.baseline_repeat.to_dict()) if v.baseline_repeat else None,
+        "adaptations": storable_json(list(v.adaptations)),
+        "attributes": storable_json(dict(v.attributes)),
         "comparator_version": v.comparator_version,
         "baseline_noise_blocking": v.baseline_noise_blocking,
-        "baseline_model": v.baseline.model if v.baseline else None,
-        "candidate_model": v.candidate.model if v.candidate else None,
-        "baseline_latency_ms": v.baseline.latency_ms if v.baseline else None,
-        "candidate_latency_ms": v.candidate.latency_ms if v.candidate else None,
-        "baseline_cost_usd": v.baseline.cost_usd if v.baseline else None,
-        "candidate_cost_usd": v.candidate.cost_usd if v.candidate else None,
-        "baseline_output_tokens": v.baseline.usage.output_tokens if v.baseline else None,
-        "candidate_output_tokens": v.candidate.usage.output_tokens if v.candidate else None,
-        "source": v.source,
+        "baseline_model": escape_text(b.model) if b else None,
+        "candidate_model": escape_text(c.model) if c else None,
+        # Infinite latencies or costs would poison every sum the rollups keep.
+        "baseline_latency_ms": finite_or_none(b.latency_ms) if b else None,
+        "candidate_latency_ms": finite_or_none(c.latency_ms) if c else None,
+        "baseline_cost_usd": finite_or_none(b.cost_usd) if b else None,
+        "candidate_cost_usd": finite_or_none(c.cost_usd) if c else None,
+        "baseline_output_tokens": int32_or_none(b.usage.output_tokens) if b else None,
+        "candidate_output_tokens": int32_or_none(c.usage.output_tokens) if c else None,
+        "source": escape_text(v.source) if v.source is not None else None,
         "partition": v.partition,
         "offset": v.offset,
         "captured_at": v.captured_at,
         "created_at": v.created_at,
+    }
+
+
+def _dead_letter_row(d: DeadLetter) -> dict[str, Any]:
+    d = d.capped()
+    return {
+        # A file path read from a non-UTF-8 file system holds surrogate escapes.
+        "source": escape_text(d.source)[:512],
+        "partition": d.partition,
+        "offset": d.offset,
+        "reason": escape_text(d.reason)[:128],
+        "detail": escape_text(d.detail[:4000]),
+        "payload": d.payload,
+        "payload_truncated": d.payload_truncated,
+        "created_at": d.created_at,
     }
 
 
