@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -15,6 +16,12 @@ from shadowd.config import Config
 from shadowd.metrics import Metrics
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+log = structlog.get_logger("shadowd.api")
+
+
+class NotReady(Exception):
+    """Raised by a readiness check with a reason fit for the response body (no hosts, users or SQL)."""
 
 
 @dataclass
@@ -56,9 +63,14 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(check(), timeout=3.0)
             checks[name] = "ok"
-        except Exception as exc:  # whatever the driver raises, the answer is "not ready" with the reason
+        except NotReady as exc:
             ready = False
-            checks[name] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+            checks[name] = str(exc)[:300]
+        except Exception as exc:
+            # Driver messages name hosts, users and authentication failures: they go to the log only.
+            ready = False
+            checks[name] = "unreachable"
+            log.warning("readiness_check_failed", check=name, error=f"{type(exc).__name__}: {exc}"[:300])
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,15 +12,20 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from shadowd.core.offsets import PartitionOffsets
 from shadowd.metrics import Metrics
-from shadowd.pipeline import RecordOutcome, ShadowPipeline
-from shadowd.records import SourceRecord
+from shadowd.pipeline import ShadowPipeline
+from shadowd.record_guard import replay_or_dead_letter
+from shadowd.records import DeadLetter, SourceRecord
 from shadowd.writer import BatchWriter
 
 log = structlog.get_logger("shadowd.consumer")
+
+# Payload sizes tried, largest first, when the DLQ topic refuses a record as too large: the broker's
+# default message.max.bytes (1 MB) less room for headers, then smaller, then the headers alone.
+_DLQ_FALLBACK_SIZES = (1024 * 1024 - 16 * 1024, 256 * 1024, 64 * 1024, 0)
 
 
 class MirrorConsumer:
@@ -59,6 +63,8 @@ class MirrorConsumer:
         self.paused = False
         self.records_done = 0
         self._commit_lock = asyncio.Lock()
+        self._dlq_failing_since: float | None = None
+        self._dlq_error = ""
 
     def subscribe(self) -> None:
         self.consumer.subscribe([self.topic], listener=_RebalanceListener(self))
@@ -129,69 +135,68 @@ class MirrorConsumer:
         )
         with structlog.contextvars.bound_contextvars(partition=message.partition, offset=message.offset):
             try:
-                outcome = await self._replay_when_store_up(record)
-            except Exception as exc:  # a bug must not stall the partition: dead-letter the record, keep going
-                log.error("record_failed", error=repr(exc), traceback=traceback.format_exc(limit=5))
-                outcome = RecordOutcome(record)
-                outcome.dead_letter = self.pipeline.dead_letter(record, "processing_failed", repr(exc))
+                outcome = await replay_or_dead_letter(self.pipeline, record)
             finally:
                 self.replaying -= 1
                 self._capacity.set()
-            if outcome.dead_letter is not None:
-                await self._publish_dead_letter(message, outcome)
+            letter = outcome.dead_letter
+            if letter is not None:
+                await self._publish_dead_letter(message, letter)
             await self.writer.write(outcome)
+            if outcome.dead_letter is not None and outcome.dead_letter is not letter:
+                # The store refused the record's verdicts; the writer stored an `unstorable:` letter instead.
+                await self._publish_dead_letter(message, outcome.dead_letter)
         offsets.done(message.offset)
         self.records_done += 1
         self.metrics.records.labels("dead_letter" if outcome.dead_letter else "done").inc()
 
-    async def _replay_when_store_up(self, record: SourceRecord) -> RecordOutcome:
-        """Replay the record, waiting out a store outage instead of dead-lettering the record for it.
+    def stuck_reason(self) -> str | None:
+        """Why dead letters are not getting to the DLQ topic (for readiness), or None."""
+        if self._dlq_failing_since is None:
+            return None
+        seconds = time.monotonic() - self._dlq_failing_since
+        return f"dead-letter publishing failing for {seconds:.0f} s ({self._dlq_error}); retrying, offsets are held"
 
-        An error while the store answers is the record's own (the caller dead-letters it); an error while the
-        store is down says nothing about the record, and a dead letter then would lose its verdict for good.
+    async def _publish_dead_letter(self, message: ConsumerRecord[Any, Any], letter: DeadLetter) -> None:
+        """Publish to the DLQ topic until the broker has it; a record the topic cannot take is cut, not held.
+
+        Retriable errors are retried for as long as they last (the offset waits). A size refusal is
+        permanent for those bytes, so the payload is cut to the next smaller size and the record carries
+        `shadowd-payload-truncated` with its original length; the dead-letter row keeps up to 4 MB.
         """
-        delay = 0.5
-        retried_with_store_up = False
-        while True:
-            try:
-                return await self.pipeline.replay_record(record)
-            except Exception as exc:
-                if await self._store_reachable():
-                    if retried_with_store_up:
-                        raise
-                    retried_with_store_up = True  # the store may have come back just now: one more try
-                    continue
-                retried_with_store_up = False
-                log.warning("store_unreachable_retrying_record", error=repr(exc)[:300], retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    async def _store_reachable(self) -> bool:
-        try:
-            await asyncio.wait_for(self.pipeline.store.ping(), timeout=5.0)
-        except Exception:
-            return False
-        return True
-
-    async def _publish_dead_letter(self, message: ConsumerRecord[Any, Any], outcome: RecordOutcome) -> None:
-        letter = outcome.dead_letter
-        assert letter is not None
-        headers = [
-            ("shadowd-reason", letter.reason.encode()),
-            ("shadowd-detail", letter.detail[:1000].encode()),
-            ("shadowd-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-        ]
+        value = message.value or b""
+        limits = iter(_DLQ_FALLBACK_SIZES)
+        capped = letter.capped()
+        payload, truncated = (capped.payload, True) if capped.payload_truncated else (value, False)
         delay = 0.5
         while True:
+            headers = [
+                ("shadowd-reason", letter.reason.encode()),
+                ("shadowd-detail", letter.detail[:1000].encode("utf-8", errors="backslashreplace")),
+                ("shadowd-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+            ]
+            if truncated:
+                headers.append(("shadowd-payload-truncated", str(len(value)).encode()))
             try:
-                await self.producer.send_and_wait(
-                    self.dlq_topic, value=message.value, key=message.key, headers=headers
-                )
-                return
+                await self.producer.send_and_wait(self.dlq_topic, value=payload, key=message.key, headers=headers)
+            except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                if not payload:  # the headers alone are refused: the dead-letter row is the record's copy
+                    log.error("dead_letter_unpublishable", error=repr(exc)[:200])
+                    return
+                limit = next((n for n in limits if n < len(payload)), 0)
+                log.warning("dead_letter_too_large_for_topic", size=len(payload), cut_to=limit, error=repr(exc)[:200])
+                payload, truncated = value[:limit], True
+                continue
             except KafkaError as exc:
-                log.error("dead_letter_publish_failed", error=repr(exc), retry_in_s=delay)
+                if self._dlq_failing_since is None:
+                    self._dlq_failing_since = time.monotonic()
+                self._dlq_error = type(exc).__name__
+                log.error("dead_letter_publish_failed", error=repr(exc)[:500], retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+                continue
+            self._dlq_failing_since = None
+            return
 
     async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         async with self._commit_lock:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
 from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, start_http
+from shadowd.api import ApiState, NotReady, create_app, start_http
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
 from shadowd.metrics import Metrics
@@ -74,8 +74,9 @@ async def async_run(
     max_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
     consumer = make_consumer(config.kafka, max_records=max_in_flight)
     producer = make_producer(config.kafka)
+    dlq_producer = make_producer(config.kafka, idempotent=False)
     mirror = MirrorConsumer(
-        consumer, producer, pipeline, writer,
+        consumer, dlq_producer, pipeline, writer,
         topic=config.kafka.topic, dlq_topic=config.kafka.dead_letter_topic, max_in_flight=max_in_flight,
         metrics=metrics,
     )
@@ -83,6 +84,7 @@ async def async_run(
     background: list[asyncio.Task[None]] = []
     try:
         await producer.start()
+        await dlq_producer.start()
         await consumer.start()
         await writer.start()
         mirror.subscribe()
@@ -96,7 +98,12 @@ async def async_run(
             state = ApiState(
                 config=config, store=store, metrics=metrics,
                 admin_token=settings.admin_token, read_token=settings.read_token,
-                readiness={"database": store.ping, "kafka": lambda: _kafka_ping(consumer)},
+                readiness={
+                    "database": store.ping,
+                    "kafka": lambda: _kafka_ping(consumer),
+                    "writer": lambda: _not_stuck(writer.stuck_reason()),
+                    "dead_letter_topic": lambda: _not_stuck(mirror.stuck_reason()),
+                },
                 publish_decision=publish_decision,
             )
             runner = await start_http(create_app(state), options.http)
@@ -124,6 +131,8 @@ async def async_run(
         await writer.close()
         with contextlib.suppress(Exception):
             await producer.stop()
+        with contextlib.suppress(Exception):
+            await dlq_producer.stop()
         await models.close()
         await store.close()
 
@@ -156,6 +165,12 @@ async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
 
 async def _kafka_ping(consumer: Any) -> None:
     await consumer.topics()
+
+
+async def _not_stuck(reason: str | None) -> None:
+    """Readiness fails while records cannot get through, even when every dependency answers a ping."""
+    if reason is not None:
+        raise NotReady(reason)
 
 
 __all__ = ["DaemonOptions", "async_run", "run_daemon"]

@@ -10,6 +10,10 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.helpers import create_ssl_context
 
 from shadowd.config import KafkaConfig
+from shadowd.core.envelope import MAX_ENVELOPE_BYTES
+
+# Room for the record's key, headers and batch framing on top of an envelope-sized value.
+_RECORD_OVERHEAD_BYTES = 64 * 1024
 
 # Options both clients understand; everything else goes under `client.consumer` / `client.producer`.
 _SHARED = {
@@ -62,17 +66,29 @@ def make_consumer(kafka: KafkaConfig, max_records: int) -> AIOKafkaConsumer:
         "session_timeout_ms": 15_000,
         "heartbeat_interval_ms": 3_000,
         "max_poll_records": max_records,
+        # Any record up to the envelope limit must be fetchable, whatever the topic allows.
+        "max_partition_fetch_bytes": MAX_ENVELOPE_BYTES + _RECORD_OVERHEAD_BYTES,
         **client_options(kafka, "consumer"),
     }
     return AIOKafkaConsumer(**options)
 
 
-def make_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
+def make_producer(kafka: KafkaConfig, *, idempotent: bool = True) -> AIOKafkaProducer:
+    """A producer for decisions (idempotent) or for dead letters (`idempotent=False`).
+
+    The dead-letter producer is not idempotent on purpose: when the broker refuses a record as too large,
+    an idempotent producer has spent the record's sequence number and every later send to that partition
+    fails with OutOfOrderSequenceNumber, forever. A dead letter sent twice after a lost acknowledgement is
+    the lesser harm (the DLQ topic is at-least-once anyway).
+    """
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "acks": "all",
-        "enable_idempotence": True,
+        "enable_idempotence": idempotent,
         "linger_ms": 5,
+        # A dead letter carries its record's bytes (up to the envelope limit): the client must not refuse
+        # it before the broker is asked. A topic that takes less gets a cut payload (see the consumer).
+        "max_request_size": MAX_ENVELOPE_BYTES + _RECORD_OVERHEAD_BYTES,
         **client_options(kafka, "producer"),
     }
     return AIOKafkaProducer(**options)
