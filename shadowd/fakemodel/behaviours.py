@@ -15,10 +15,11 @@ from shadowd.fakemodel.request_view import OutputKind, RequestView, view_request
 
 CONTENT_FAULTS: Mapping[OutputKind, tuple[str, ...]] = MappingProxyType(
     {
-        "json": ("json_invalid", "json_wrapped", "key_missing", "type_changed", "truncate", "refusal"),
+        # `nul_char` puts U+0000 in the answer's text, as real models sometimes do.
+        "json": ("json_invalid", "json_wrapped", "key_missing", "type_changed", "truncate", "refusal", "nul_char"),
         "tool_call": ("tool_input_invalid", "tool_call_missing", "tool_name_changed", "truncate", "refusal"),
-        "tool_text": ("tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal"),
-        "text": ("markdown_drift", "length_drift", "truncate", "refusal"),
+        "tool_text": ("tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal", "nul_char"),
+        "text": ("markdown_drift", "length_drift", "truncate", "refusal", "nul_char"),
     }
 )
 TRANSIENT_FAULTS = ("rate_limited", "overloaded")

@@ -71,6 +71,8 @@ def generate_reply(view: RequestView, fault: str | None = None, salt: int = 0) -
     else:
         blocks, stop_reason = [_text_block(_free_text(view, fault, salt))], "end_turn"
 
+    if fault == "nul_char":
+        blocks = _with_nul(blocks)
     if fault == "truncate":
         blocks, stop_reason = _truncated(blocks, unit(view.digest, "truncate_at")), "max_tokens"
     output_tokens = _output_tokens(blocks)
@@ -82,6 +84,18 @@ def generate_reply(view: RequestView, fault: str | None = None, salt: int = 0) -
 
 def _text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
+
+
+def _with_nul(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first text block with U+0000 after its first word (inside a JSON answer: a raw NUL, invalid)."""
+    out = list(blocks)
+    for index, block in enumerate(out):
+        if block["type"] == "text":
+            text = block["text"]
+            cut = text.find(" ") + 1 if " " in text else len(text)
+            out[index] = _text_block(text[:cut] + "\x00" + text[cut:])
+            break
+    return out
 
 
 def _output_tokens(blocks: list[dict[str, Any]]) -> int:
