@@ -101,7 +101,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     stream = stream or sys.stderr
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        numeric = logging.INFO
+        raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
+    if fmt not in ("auto", "json", "console"):
+        raise ValueError(f"unknown log format {fmt!r} (auto, json, console)")
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
