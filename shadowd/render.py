@@ -53,6 +53,13 @@ def print_report(report: dict[str, Any]) -> None:
     rates.add_row("baseline noise rate", _pct(report["baseline_noise_rate"]))
     rates.add_row("noise verdicts", _pct(report["noise_rate"]))
     console.print(Columns([summary, rates]))
+    if report.get("errors_by_reason"):
+        errors = Table(title="error verdicts by reason (not counted by the gate)", header_style="bold")
+        errors.add_column("reason")
+        errors.add_column("verdicts", justify="right")
+        for reason, count in report["errors_by_reason"].items():
+            errors.add_row(Text(reason), str(count))
+        console.print(errors)
 
     if report["by_code"]:
         codes = Table(title="findings by code (not explained by noise)", header_style="bold")
