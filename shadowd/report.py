@@ -64,6 +64,7 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "stages": list(spec.stages),
         "canary_percent": _current_percent(spec, state),
         "decision": decision.decision,
+        "gate_version": decision.gate_version,
         "reasons": list(decision.reasons),
         "gate_figures": decision.figures,
         "counts": counts,
