@@ -1,7 +1,7 @@
 """Learned noise counts per baseline, route and path or code; model calls spent per rollout.
 
-Revision ID: 0002_value_noise
-Revises: 0001
+Revision ID: 0003_value_noise
+Revises: 0002_error_reasons
 Create Date: 2026-11-30 23:59:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_value_noise"
-down_revision: str | None = "0001"
+revision: str = "0003_value_noise"
+down_revision: str | None = "0002_error_reasons"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
