@@ -14,14 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shadowd.adapters.sql_store import SqlVerdictStore
-from shadowd.core.gate import Decision, GateDecision
+from shadowd.core.gate import GATE_VERSION, Decision, GateDecision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
 from shadowd.report import gate_view
 
 log = structlog.get_logger("shadowd.promoter")
 
-ManualAction = Literal["pause", "resume", "promote", "rollback"]
+ManualAction = Literal["pause", "resume", "promote", "rollback", "restart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class AppliedDecision:
     figures: dict[str, Any]
     actor: str
     at: datetime
+    gate_version: str = GATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class AppliedDecision:
             "figures": self.figures,
             "actor": self.actor,
             "at": self.at.isoformat(),
+            "gate_version": self.gate_version,
         }
 
 
@@ -110,6 +112,16 @@ async def apply_manual(
         else:
             new_state, verdict, index = state, "promote", index + 1
         reasons = (f"promoted by an operator to {spec.stages[index]}%",)
+    elif action == "restart":
+        if state != "rolled_back":
+            raise ManualActionError(f"cannot restart a rollout that is {state}, only a rolled-back one")
+        figures = await store.verdict_figures(spec.name)
+        stage_started = figures["samples"]
+        new_state, verdict, index = "active", "hold", 0
+        reasons = (
+            f"restarted by an operator from the first stage ({spec.stages[0]}%); "
+            f"the gate still weighs the {figures['samples']} compared verdicts so far",
+        )
     else:
         if state == "rolled_back":
             raise ManualActionError("the rollout is already rolled back")
@@ -146,7 +158,7 @@ async def _record(
         stage_index=decision.stage_index,
         canary_percent=decision.canary_percent,
         reasons=decision.reasons,
-        figures=dict(decision.figures),
+        figures={**decision.figures, "gate_version": decision.gate_version},
         new_state=new_state,
         stage_started_compared=stage_started,
     )
@@ -157,9 +169,10 @@ async def _record(
         stage_index=decision.stage_index,
         canary_percent=decision.canary_percent,
         reasons=tuple(decision.reasons),
-        figures=dict(decision.figures),
+        figures={**decision.figures, "gate_version": decision.gate_version},
         actor=actor,
         at=now,
+        gate_version=decision.gate_version,
     )
 
 

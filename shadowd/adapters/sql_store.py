@@ -21,6 +21,8 @@ from shadowd.adapters.sql_schema import (
     dead_letters,
     decisions,
     findings,
+    noise_counts,
+    rollout_calls,
     rollouts,
     rollup_codes,
     rollup_latency,
@@ -177,9 +179,73 @@ class SqlVerdictStore:
                 ]
                 if finding_rows:
                     await connection.execute(findings.insert(), finding_rows)
+                inserted_records = [by_key[(row.rollout, row.request_id)] for row in rows]
+                await self._count_noise_and_calls(connection, inserted_records)
             if letters:
                 await connection.execute(self._insert_dead_letter, [_dead_letter_row(d) for d in letters])
         return inserted
+
+    async def _count_noise_and_calls(self, connection: Any, records: Sequence[VerdictRecord]) -> None:
+        """Fold the new verdicts' noise observations and model calls into their running counts."""
+        noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
+        calls: dict[str, list[int]] = {}
+        for record in records:
+            spent = record.model_calls
+            if spent:
+                entry = calls.setdefault(record.rollout, [0, 0, 0])
+                entry[0] += 1
+                entry[1] += record.baseline_repeat is not None
+                entry[2] += spent
+            observation = record.noise_observation
+            if observation is None or record.baseline is None:
+                continue
+            bucket = _utc(record.created_at).replace(minute=0, second=0, microsecond=0)
+            for kind, key, differed in observation.rows():
+                # Keys are paths into the model's answer, which may hold NUL: escaped like the answer itself.
+                counts = noise.setdefault(
+                    (escape_text(record.baseline.model)[:128], escape_text(record.route)[:256], kind,
+                     escape_text(key)[:512], bucket), [0, 0],
+                )
+                counts[0] += 1
+                counts[1] += differed
+        await self._add(connection, noise_counts, ["baseline", "route", "kind", "key", "bucket"], [
+            {"baseline": k[0], "route": k[1], "kind": k[2], "key": k[3], "bucket": k[4],
+             "samples": v[0], "differed": v[1]}
+            for k, v in sorted(noise.items())
+        ])
+        await self._add(connection, rollout_calls, ["rollout"], [
+            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2]}
+            for k, v in sorted(calls.items())
+        ])
+
+    async def noise_counts(
+        self, baseline: str, since: datetime, route: str | None = None
+    ) -> dict[str, list[tuple[str, str, int, int]]]:
+        """Per route, (kind, key, samples, differed) summed over the buckets since `since`."""
+        c = noise_counts.c
+        query = (
+            select(c.route, c.kind, c.key, func.sum(c.samples).label("samples"),
+                   func.sum(c.differed).label("differed"))
+            .where(and_(c.baseline == baseline, c.bucket >= since))
+            .group_by(c.route, c.kind, c.key)
+        )
+        if route is not None:
+            query = query.where(c.route == route)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        result: dict[str, list[tuple[str, str, int, int]]] = {}
+        for row in rows:
+            result.setdefault(row.route, []).append((row.kind, row.key, int(row.samples), int(row.differed)))
+        return result
+
+    async def model_calls(self, rollout: str) -> dict[str, int]:
+        """Verdicts that made model calls, how many were noise-checked, and the calls they made."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(rollout_calls).where(rollout_calls.c.rollout == rollout))).first()
+        if row is None:
+            return {"replayed": 0, "noise_checked": 0, "model_calls": 0}
+        return {"replayed": int(row.replayed), "noise_checked": int(row.noise_checked),
+                "model_calls": int(row.model_calls)}
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Concurrent callers share one query: under load this is one round trip per batch, not per record."""
@@ -419,6 +485,86 @@ class SqlVerdictStore:
             "latency_ms": latency,
         }
 
+    async def error_reason_counts(self, rollout: str) -> dict[str, int]:
+        """Error verdicts of one rollout by reason (an index range over its error verdicts only)."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(verdicts.c.error_reason, func.count().label("n"))
+                .where(verdicts.c.rollout == rollout, verdicts.c.status == Status.ERROR.value)
+                .group_by(verdicts.c.error_reason)
+            )
+            return {str(row.error_reason or "unknown"): int(row.n) for row in rows}
+
+    async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
+        """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
+        await self.roll_up(rollout)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(rollup_status).where(rollup_status.c.rollout == rollout))).all()
+        routes: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = routes.setdefault(row.route, {
+                "counts": {}, "samples": 0, "candidate_regressions": 0, "baseline_noise_regressions": 0,
+                "both_regressed": 0, "cost_usd": {"baseline": 0.0, "candidate": 0.0},
+            })
+            entry["counts"][row.status] = int(row.n)
+            if row.status in COMPARED:
+                entry["samples"] += int(row.n)
+                entry["candidate_regressions"] += int(row.candidate_regressions)
+                entry["baseline_noise_regressions"] += int(row.baseline_noise_regressions)
+                entry["both_regressed"] += int(row.both_regressed)
+                entry["cost_usd"]["baseline"] += float(row.cost_usd_baseline)
+                entry["cost_usd"]["candidate"] += float(row.cost_usd_candidate)
+        return routes
+
+    async def route_latencies(self, rollout: str, route: str, limit: int = 20_000) -> dict[str, list[float]]:
+        """Latencies per side of the newest `limit` compared verdicts of one route."""
+        c = verdicts.c
+        query = (
+            select(c.baseline_latency_ms, c.candidate_latency_ms)
+            .where(and_(c.rollout == rollout, c.route == route, c.status.in_(COMPARED)))
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return {
+            "baseline": [float(r.baseline_latency_ms) for r in rows if r.baseline_latency_ms is not None],
+            "candidate": [float(r.candidate_latency_ms) for r in rows if r.candidate_latency_ms is not None],
+        }
+
+    async def example_request_ids(self, rollout: str, codes: Sequence[str], per_code: int = 3) -> dict[str, list[str]]:
+        """The newest request ids with a finding of each code not explained by noise (an index walk per code)."""
+        examples: dict[str, list[str]] = {}
+        async with self.engine.connect() as connection:
+            for code in codes:
+                latest = (
+                    select(findings.c.verdict_id)
+                    .where(and_(findings.c.rollout == rollout, findings.c.code == code, ~findings.c.noise))
+                    .order_by(findings.c.verdict_id.desc())
+                    .limit(per_code * 4)
+                    .subquery()
+                )
+                rows = await connection.execute(
+                    select(verdicts.c.request_id)
+                    .where(verdicts.c.id.in_(select(latest.c.verdict_id)))
+                    .order_by(verdicts.c.id.desc())
+                )
+                examples[code] = list(dict.fromkeys(row.request_id for row in rows))[:per_code]
+        return examples
+
+    async def latest_decision(self, name: str, decision: str) -> dict[str, Any] | None:
+        """The newest audit entry with this decision (e.g. the rollback that stopped a rollout)."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(decisions)
+                    .where(and_(decisions.c.rollout == name, decisions.c.decision == decision))
+                    .order_by(decisions.c.id.desc())
+                    .limit(1)
+                )
+            ).mappings().first()
+        return {**dict(row), "at": _utc(row["at"]).isoformat()} if row else None
+
     async def dead_letter_counts(self) -> dict[str, int]:
         async with self.engine.connect() as connection:
             rows = await connection.execute(
@@ -608,6 +754,7 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "route": escape_text(v.route),
         "status": v.status.value,
         "reason": escape_text(v.reason) if v.reason is not None else None,
+        "error_reason": v.error_reason,
         "findings": storable_json([f.to_dict() for f in v.findings]),
         "baseline": storable_json(b.to_dict()) if b else None,
         "candidate": storable_json(c.to_dict()) if c else None,
@@ -665,6 +812,7 @@ def _verdict_from_row(row: Any) -> VerdictRecord:
         baseline_repeat=side(row["baseline_repeat"]),
         adaptations=tuple(row["adaptations"] or ()),
         reason=row["reason"],
+        error_reason=row["error_reason"],
         baseline_noise_blocking=bool(row["baseline_noise_blocking"]),
         captured_at=_utc(row["captured_at"]) if row["captured_at"] else None,
         attributes=dict(row["attributes"] or {}),
@@ -692,6 +840,89 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class SchemaNotReady(Exception):
+    """The database is missing, has no shadowd schema, or one at another revision than this shadowd's."""
+
+
+def head_revision() -> str:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> set[str]:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema revision stamped in the database, or None when it has no shadowd schema."""
+    from sqlalchemy import inspect
+
+    async with engine.connect() as connection:
+        has_table = await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+        if not has_table:
+            return None
+        return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database or another engine)."""
+    normalised = normalise_url(url)
+    if not normalised.startswith("sqlite"):
+        return None
+    path = normalised.split(":///", 1)[-1].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+async def open_existing_store(url: str) -> SqlVerdictStore:
+    """Open a database without creating or migrating it; SchemaNotReady says what to run instead."""
+    hint = "create or migrate it with `shadowd db upgrade`"
+    file = sqlite_file(url)
+    if normalise_url(url).startswith("sqlite") and (file is None or not file.exists()):
+        raise SchemaNotReady(f"no database at {url}: {hint}")
+    engine = create_engine(url)
+    try:
+        revision = await current_revision(engine)
+        head = head_revision()
+        if revision is None:
+            raise SchemaNotReady(f"the database has no shadowd schema: {hint}")
+        if revision != head:
+            if revision in known_revisions():
+                raise SchemaNotReady(f"the database schema is at {revision}, this shadowd needs {head}: "
+                                     "migrate it with `shadowd db upgrade`")
+            raise SchemaNotReady(f"the database schema is at {revision}, newer than this shadowd knows "
+                                 f"(head {head}): upgrade shadowd")
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SqlVerdictStore(engine)
+
+
+async def downgrade_database(engine: AsyncEngine, revision: str = "-1") -> None:
+    """Run Alembic migrations down to `revision` (by default one step)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    def run(connection: Connection) -> None:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(migrations_dir()))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
 async def open_store(url: str, *, upgrade: bool = False) -> SqlVerdictStore:
     engine = create_engine(url)
     if upgrade:
@@ -705,6 +936,7 @@ __all__ = [
     "VerdictFilter",
     "create_engine",
     "normalise_url",
+    "open_existing_store",
     "open_store",
     "upgrade_database",
 ]
