@@ -209,7 +209,7 @@ async def test_an_outage_holds_the_write_and_readiness_says_why(store: SqlVerdic
             response = await leaky.get("/readyz")
             text = await response.text()
             assert response.status == 503 and "db.internal" not in text and "shadowd_admin" not in text
-            assert (await response.json())["checks"]["database"] == "unreachable"
+            assert (await response.json())["checks"]["database"].startswith("unreachable")
         finally:
             await leaky.close()
     finally:
