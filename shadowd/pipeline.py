@@ -17,8 +17,10 @@ from shadowd.core.adaptation import adapt_request
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
+from shadowd.core.judge import Grading, apply_grading
 from shadowd.core.results import SideResult
 from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
 from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
@@ -57,6 +59,7 @@ class ShadowPipeline:
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
+        self.grader = AnswerGrader(models, self.metrics)
 
     def max_calls_per_record(self) -> int:
         """Model calls one envelope can cost when every rollout takes it (baselines are shared)."""
@@ -123,6 +126,7 @@ class ShadowPipeline:
                 candidate_calls.append((rollout, group.create_task(self._replay(envelope, rollout.candidate))))
 
         verdicts = skipped
+        compared = []
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
             baseline, repeat = baseline_calls[(rollout.baseline, rollout.baseline_source, rollout.noise_check)].result()
@@ -135,17 +139,42 @@ class ShadowPipeline:
             )
             spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
             self.spend[rollout.name].add(now_s, spent)
+            compared.append((rollout, baseline, candidate, repeat, adaptations, comparison))
+        # The judge grades before the verdict is stored (so an offset is never committed past a verdict
+        # still waiting for its grades); its spend counts against the same hourly budget as replays.
+        gradings = await self.grader.grade(
+            self.config.judge_for(envelope.route),
+            envelope.request_id,
+            envelope.request,
+            [
+                GradingJob(
+                    baseline, candidate, comparison.status, (rollout.baseline, rollout.candidate),
+                    over_budget=self._over_budget(rollout, now_s),
+                )
+                for rollout, baseline, candidate, _, _, comparison in compared
+            ],
+        )
+        for (rollout, baseline, candidate, repeat, adaptations, comparison), grading in zip(
+            compared, gradings, strict=True
+        ):
+            status, findings = apply_grading(comparison.status, comparison.findings, grading)
+            if grading is not None and grading.cost_usd:
+                self.spend[rollout.name].add(now_s, grading.cost_usd)
             verdicts.append(
                 self._verdict(
-                    envelope, rollout, record, comparison.status,
-                    reason=comparison.reason, findings=comparison.findings, baseline=baseline,
+                    envelope, rollout, record, status,
+                    reason=comparison.reason, findings=findings, baseline=baseline,
                     candidate=candidate, repeat=repeat, adaptations=adaptations,
-                    noise_blocking=comparison.baseline_noise_blocking,
+                    noise_blocking=comparison.baseline_noise_blocking, grading=grading,
                 )
             )
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
+
+    def _over_budget(self, rollout: RolloutSpec, now_s: float) -> bool:
+        cap = rollout.budget_usd_per_hour
+        return cap is not None and self.spend[rollout.name].spent(now_s) >= cap
 
     async def _baseline_sides(self, envelope: Envelope, rollout: RolloutSpec) -> tuple[SideResult, SideResult | None]:
         wants_repeat = rollout.noise_check
@@ -189,6 +218,7 @@ class ShadowPipeline:
         repeat: SideResult | None = None,
         adaptations: tuple[str, ...] = (),
         noise_blocking: bool = False,
+        grading: Grading | None = None,
     ) -> VerdictRecord:
         return VerdictRecord(
             rollout=rollout.name,
@@ -204,6 +234,7 @@ class ShadowPipeline:
             adaptations=adaptations,
             reason=reason,
             baseline_noise_blocking=noise_blocking,
+            grading=grading,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
             attributes=envelope.attributes,
             source=record.source if record else None,
@@ -216,6 +247,9 @@ class ShadowPipeline:
         for finding in verdict.findings:
             if not finding.noise:
                 self.metrics.findings.labels(verdict.rollout, finding.code).inc()
+        if verdict.grading is not None:
+            self.metrics.gradings.labels(verdict.rollout, verdict.grading.status).inc()
+            self.metrics.grading_cost.labels(verdict.rollout).inc(verdict.grading.cost_usd)
         log.info(
             "verdict",
             request_id=verdict.request_id,
@@ -224,6 +258,7 @@ class ShadowPipeline:
             status=verdict.status.value,
             codes=sorted({f.code for f in verdict.findings if not f.noise}),
             reason=verdict.reason,
+            grading=verdict.grading.status if verdict.grading else None,
             partition=verdict.partition,
             offset=verdict.offset,
         )
