@@ -23,6 +23,7 @@ FAULT_CODES = {
     "error": "error.candidate",
     "markdown_drift": "style.markdown_drift",
     "length_drift": "length.drift",
+    "wrong_answer": "quality.unacceptable",
 }
 
 
@@ -39,6 +40,9 @@ def test_demo_reports_every_injected_fault_and_no_regression_for_the_clean_candi
         assert code in regressed["by_code"], f"{fault} injected but {code} missing from {sorted(regressed['by_code'])}"
     assert regressed["counts"]["regression"] > 0
     assert regressed["decision"] in ("hold", "rollback")
+    judge = regressed["judge"]["acceptability"]
+    assert judge["candidate"]["rate"] < judge["baseline"]["rate"]
+    assert regressed["judge"]["graded"] > 0 and regressed["cost_usd"]["grading"] > 0
 
     clean = reports["sonnet-4-6"]
     assert clean["counts"]["regression"] == 0
