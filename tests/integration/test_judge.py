@@ -124,5 +124,5 @@ async def test_wrong_candidate_is_rolled_back_on_quality_and_clean_one_is_not(
     assert shown["grades"]["status"] == "graded" and shown["grades"]["candidate"]["acceptable"] is False
     listed = run_cli_json("verdicts", "--rollout", "wrong", "--code", "quality.unacceptable", "--db",
                           fresh_database_url, "-c", str(path), "--limit", "5")
-    assert listed and all(v["grades"]["baseline"]["acceptable"] is True for v in listed)
+    assert listed["items"] and all(v["grades"]["baseline"]["acceptable"] is True for v in listed["items"])
 
