@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     admin_token: str | None = None
     read_token: str | None = None
+    tokens_file: Path | None = None  # named API tokens, hashed: name -> {sha256, role}
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

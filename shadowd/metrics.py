@@ -41,6 +41,13 @@ class Metrics:
         )
         self.canary_percent = Gauge("shadowd_canary_percent", "Current canary share.", ["rollout"], registry=r)
         self.regression_rate = Gauge("shadowd_regression_rate", "Regression rate.", ["rollout"], registry=r)
+        self.auth_failures = Counter(
+            "shadowd_auth_failures_total",
+            "HTTP API requests refused for their credentials, by reason "
+            "(missing, malformed, unknown_token, forbidden, throttled).",
+            ["reason"],
+            registry=r,
+        )
         self.gate_decisions = Counter(
             "shadowd_gate_decisions_total", "Gate decisions.", ["rollout", "decision"], registry=r
         )
