@@ -70,7 +70,7 @@ async def async_run(
     store = await _open_store_when_up(db_url, stop)
     if store is None:
         return
-    models = model_client(config)
+    models = model_client(config, metrics=metrics)
     writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
     # Records in flight are bounded so that their model calls fit in models.max_concurrency.

@@ -54,7 +54,12 @@ class AnswerGrader:
         self.metrics = metrics or Metrics()
 
     async def grade(
-        self, judge: JudgeSpec | None, request_id: str, request: dict[str, Any], jobs: Sequence[GradingJob]
+        self,
+        judge: JudgeSpec | None,
+        request_id: str,
+        request: dict[str, Any],
+        jobs: Sequence[GradingJob],
+        deadline: float | None = None,
     ) -> list[Grading | None]:
         """One Grading per job (None for verdicts that are not compared or whose route has no judge)."""
         if judge is None:
@@ -67,7 +72,7 @@ class AnswerGrader:
         def call(answer: SideResult) -> asyncio.Task[Grade]:
             # Keyed by identity: rollouts sharing a baseline replay hold the same SideResult object.
             if id(answer) not in calls:
-                calls[id(answer)] = asyncio.create_task(self._grade_one(judge, request, answer, hidden))
+                calls[id(answer)] = asyncio.create_task(self._grade_one(judge, request, answer, hidden, deadline))
             return calls[id(answer)]
 
         for job in jobs:
@@ -93,12 +98,17 @@ class AnswerGrader:
         return gradings
 
     async def _grade_one(
-        self, judge: JudgeSpec, request: dict[str, Any], answer: SideResult, hidden: tuple[str, ...]
+        self,
+        judge: JudgeSpec,
+        request: dict[str, Any],
+        answer: SideResult,
+        hidden: tuple[str, ...],
+        deadline: float | None,
     ) -> Grade:
         started = time.perf_counter()
         try:
             body = grading_request(judge, request, answer, hidden)
-            response = await self.models.replay_request(ReplayRequest(body, (), False), None)
+            response = await self.models.replay_request(ReplayRequest(body, (), False), None, deadline)
         except Exception as exc:  # the judge is optional evidence: a fault here never fails the verdict
             log.error("grading_fault", error=f"{type(exc).__name__}: {exc}"[:300])
             return Grade(judge.model, error=f"grading fault: {type(exc).__name__}: {exc}"[:500])

@@ -18,7 +18,7 @@ from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
 from shadowd.core.judge import Grading, apply_grading
-from shadowd.core.results import SideResult
+from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
@@ -115,6 +115,8 @@ class ShadowPipeline:
             else:
                 active.append(rollout)
 
+        # Capacity errors are retried until this deadline, shared by every call the record makes.
+        deadline = time.monotonic() + self.config.models.retry_deadline_s
         # Rollouts that share a baseline share its replay: one call serves them all.
         baseline_calls: dict[tuple[str, str, bool], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
         candidate_calls: list[tuple[RolloutSpec, asyncio.Task[tuple[SideResult, tuple[str, ...]]]]] = []
@@ -122,14 +124,33 @@ class ShadowPipeline:
             for rollout in active:
                 key = (rollout.baseline, rollout.baseline_source, rollout.noise_check)
                 if key not in baseline_calls:
-                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout))
-                candidate_calls.append((rollout, group.create_task(self._replay(envelope, rollout.candidate))))
+                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout, deadline))
+                candidate_calls.append(
+                    (rollout, group.create_task(self._replay(envelope, rollout.candidate, deadline)))
+                )
 
         verdicts = skipped
         compared = []
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
             baseline, repeat = baseline_calls[(rollout.baseline, rollout.baseline_source, rollout.noise_check)].result()
+            spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
+            self.spend[rollout.name].add(now_s, spent)
+            side_reason = error_reason_of(baseline, candidate)
+            if side_reason is ErrorReason.CAPACITY:
+                # The API was busy or away for one side past the deadline: no fair comparison, and
+                # never a finding against the candidate.
+                failed = baseline if not baseline.ok else candidate
+                verdicts.append(
+                    self._verdict(
+                        envelope, rollout, record, Status.ERROR,
+                        reason=f"capacity: {'baseline' if failed is baseline else 'candidate'} call failed: "
+                        f"{(failed.error or 'unknown error')[:300]}",
+                        error_reason=ErrorReason.CAPACITY, baseline=baseline, candidate=candidate,
+                        repeat=repeat, adaptations=adaptations,
+                    )
+                )
+                continue
             comparison = compare(
                 baseline,
                 candidate,
@@ -137,9 +158,10 @@ class ShadowPipeline:
                 rules=self.config.rules_for(envelope.route),
                 tools=_tools(envelope.request),
             )
-            spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
-            self.spend[rollout.name].add(now_s, spent)
-            compared.append((rollout, baseline, candidate, repeat, adaptations, comparison))
+            error_reason = None
+            if comparison.status is Status.ERROR:
+                error_reason = side_reason or ErrorReason.COMPARATOR_FAULT
+            compared.append((rollout, baseline, candidate, repeat, adaptations, comparison, error_reason))
         # The judge grades before the verdict is stored (so an offset is never committed past a verdict
         # still waiting for its grades); its spend counts against the same hourly budget as replays.
         gradings = await self.grader.grade(
@@ -151,10 +173,11 @@ class ShadowPipeline:
                     baseline, candidate, comparison.status, (rollout.baseline, rollout.candidate),
                     over_budget=self._over_budget(rollout, now_s),
                 )
-                for rollout, baseline, candidate, _, _, comparison in compared
+                for rollout, baseline, candidate, _, _, comparison, _ in compared
             ],
+            deadline=time.monotonic() + self.config.models.retry_deadline_s,
         )
-        for (rollout, baseline, candidate, repeat, adaptations, comparison), grading in zip(
+        for (rollout, baseline, candidate, repeat, adaptations, comparison, error_reason), grading in zip(
             compared, gradings, strict=True
         ):
             status, findings = apply_grading(comparison.status, comparison.findings, grading)
@@ -165,7 +188,8 @@ class ShadowPipeline:
                     envelope, rollout, record, status,
                     reason=comparison.reason, findings=findings, baseline=baseline,
                     candidate=candidate, repeat=repeat, adaptations=adaptations,
-                    noise_blocking=comparison.baseline_noise_blocking, grading=grading,
+                    noise_blocking=comparison.baseline_noise_blocking, error_reason=error_reason,
+                    grading=grading,
                 )
             )
         for verdict in verdicts:
@@ -176,7 +200,9 @@ class ShadowPipeline:
         cap = rollout.budget_usd_per_hour
         return cap is not None and self.spend[rollout.name].spent(now_s) >= cap
 
-    async def _baseline_sides(self, envelope: Envelope, rollout: RolloutSpec) -> tuple[SideResult, SideResult | None]:
+    async def _baseline_sides(
+        self, envelope: Envelope, rollout: RolloutSpec, deadline: float
+    ) -> tuple[SideResult, SideResult | None]:
         wants_repeat = rollout.noise_check
         if rollout.baseline_source == "recorded":
             profile = self.config.profiles.get(rollout.baseline)
@@ -187,19 +213,19 @@ class ShadowPipeline:
                 )
             else:
                 baseline = recorded_side(rollout.baseline, envelope.response, envelope.latency_ms, profile)
-            repeat = (await self._replay(envelope, rollout.baseline))[0] if wants_repeat else None
+            repeat = (await self._replay(envelope, rollout.baseline, deadline))[0] if wants_repeat else None
             return baseline, repeat
         if wants_repeat:
             (baseline, _), (repeat, _) = await asyncio.gather(
-                self._replay(envelope, rollout.baseline), self._replay(envelope, rollout.baseline)
+                self._replay(envelope, rollout.baseline, deadline), self._replay(envelope, rollout.baseline, deadline)
             )
             return baseline, repeat
-        return (await self._replay(envelope, rollout.baseline))[0], None
+        return (await self._replay(envelope, rollout.baseline, deadline))[0], None
 
-    async def _replay(self, envelope: Envelope, model: str) -> tuple[SideResult, tuple[str, ...]]:
+    async def _replay(self, envelope: Envelope, model: str, deadline: float) -> tuple[SideResult, tuple[str, ...]]:
         replay = adapt_request(envelope.request, model, self.config.profiles.get(model))
         started = time.perf_counter()
-        side = await self.models.replay_request(replay, envelope.api_version)
+        side = await self.models.replay_request(replay, envelope.api_version, deadline)
         self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()
         self.metrics.model_latency.labels(model).observe(time.perf_counter() - started)
         return side, replay.adaptations
@@ -218,6 +244,7 @@ class ShadowPipeline:
         repeat: SideResult | None = None,
         adaptations: tuple[str, ...] = (),
         noise_blocking: bool = False,
+        error_reason: ErrorReason | None = None,
         grading: Grading | None = None,
     ) -> VerdictRecord:
         return VerdictRecord(
@@ -233,6 +260,7 @@ class ShadowPipeline:
             baseline_repeat=repeat,
             adaptations=adaptations,
             reason=reason,
+            error_reason=error_reason.value if error_reason else None,
             baseline_noise_blocking=noise_blocking,
             grading=grading,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
@@ -244,6 +272,8 @@ class ShadowPipeline:
 
     def _observe(self, verdict: VerdictRecord) -> None:
         self.metrics.verdicts.labels(verdict.rollout, verdict.status.value).inc()
+        if verdict.status is Status.ERROR:
+            self.metrics.error_verdicts.labels(verdict.rollout, verdict.error_reason or "unknown").inc()
         for finding in verdict.findings:
             if not finding.noise:
                 self.metrics.findings.labels(verdict.rollout, finding.code).inc()
@@ -258,6 +288,7 @@ class ShadowPipeline:
             status=verdict.status.value,
             codes=sorted({f.code for f in verdict.findings if not f.noise}),
             reason=verdict.reason,
+            error_reason=verdict.error_reason,
             grading=verdict.grading.status if verdict.grading else None,
             partition=verdict.partition,
             offset=verdict.offset,
