@@ -1,7 +1,7 @@
 """The judge's grades on verdicts and their rollup (SPEC §8).
 
-Revision ID: 0003_judge_grades
-Revises: 0002_error_reasons
+Revision ID: 0004_judge_grades
+Revises: 0003_value_noise
 Create Date: 2026-11-30 23:50:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0003_judge_grades"
-down_revision: str | None = "0002_error_reasons"
+revision: str = "0004_judge_grades"
+down_revision: str | None = "0003_value_noise"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
