@@ -17,6 +17,7 @@ import click
 from shadowd import __version__
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import redact_url
 from shadowd.logging import configure_logging
 
 T = TypeVar("T")
@@ -62,10 +63,15 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_async(coro: Awaitable[T]) -> T:
+    from shadowd.adapters.database_url import DatabaseUrlError
+
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigError as exc:
         click.echo(f"config error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except DatabaseUrlError as exc:
+        click.echo(f"database URL error (--db / SHADOWD_DATABASE_URL): {exc}", err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -166,9 +172,12 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
         print_report(report)
         click.echo(f"canary decision for {decision['rollout']}: {decision['decision'].upper()} "
                    f"(canary now {decision['canary_percent']}%)\n")
-    click.echo(f"\nVerdicts are in {db_url}. Look closer with, for example:")
-    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_url} -c {result['config']}")
-    click.echo(f"  shadowd show --rollout opus-4-7 <request_id> --db {db_url} -c {result['config']}")
+    # A URL with a password is shown without it; the hints then read it from the environment.
+    shown = redact_url(db_url)
+    db_arg = db_url if shown == db_url else '"$SHADOWD_DATABASE_URL"'
+    click.echo(f"\nVerdicts are in {shown}. Look closer with, for example:")
+    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_arg} -c {result['config']}")
+    click.echo(f"  shadowd show --rollout opus-4-7 <request_id> --db {db_arg} -c {result['config']}")
 
 
 # --- reading verdicts ----------------------------------------------------------------------------
