@@ -39,6 +39,7 @@ _ACTIONS: dict[str, ManualAction] = {
     "resume": "resume",
     "promote": "promote",
     "rollback": "rollback",
+    "restart": "restart",
 }
 _VERDICT_PARAMS = frozenset({"status", "code", "route", "since", "limit", "cursor"})
 
@@ -79,7 +80,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/v1/rollouts/{name}/verdicts/{request_id:.+}", get_verdict)
     router.add_get("/v1/rollouts/{name}/decisions", list_decisions)
     router.add_get("/v1/rollouts/{name}/analysis", argo_analysis)
-    router.add_post("/v1/rollouts/{name}/{action:pause|resume|promote|rollback}", manual_action)
+    router.add_post("/v1/rollouts/{name}/{action:pause|resume|promote|rollback|restart}", manual_action)
     router.add_post("/v1/flagger/gate", flagger_gate)
     router.add_post("/v1/flagger/rollback", flagger_rollback)
     router.add_get("/api/v1/query", prometheus_query)

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,18 +24,37 @@ from shadowd.logging import configure_logging
 T = TypeVar("T")
 DEFAULT_DB = "sqlite:///shadowd.db"
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed as one line, exits with its code (SPEC §4)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# Whether a failure shows its traceback: --log-level debug, or SHADOWD_LOG_LEVEL=debug.
+_debug = False
 
 
 class Context:
     """What every subcommand gets: settings, the config path, the database URL, output mode."""
 
     def __init__(self, db: str | None, config: Path | None, as_json: bool, log_level: str | None) -> None:
+        global _debug
+        _debug = (log_level or "").lower() == "debug"
         self.settings = Settings()
+        level = log_level or self.settings.log_level
+        if level.lower() not in LOG_LEVELS:
+            raise CliError(f"SHADOWD_LOG_LEVEL: unknown log level {level!r} (one of {', '.join(LOG_LEVELS)})")
+        _debug = level.lower() == "debug"
         self.db_url = db or self.settings.database_url or DEFAULT_DB
         self.config_path = config or self.settings.config
         self.as_json = as_json
-        configure_logging(log_level or self.settings.log_level, self.settings.log_format)
+        configure_logging(level, self.settings.log_format)
 
     def config(self) -> Config:
         return load_config(self.config_path, self.settings)
@@ -54,7 +74,8 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("-c", "--config", "config", type=click.Path(path_type=Path), envvar="SHADOWD_CONFIG",
                   help="Path to shadowd.yaml.")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-    @click.option("--log-level", default=None, help="debug, info, warning, error.")
+    @click.option("--log-level", default=None, type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                  help="debug (also shows tracebacks), info, warning, error, critical.")
     @functools.wraps(func)
     def wrapper(db: str | None, config: Path | None, as_json: bool, log_level: str | None, **kwargs: Any) -> Any:
         return func(Context(db, config, as_json, log_level), **kwargs)
@@ -63,15 +84,10 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_async(coro: Awaitable[T]) -> T:
-    from shadowd.adapters.database_url import DatabaseUrlError
-
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigError as exc:
         click.echo(f"config error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except DatabaseUrlError as exc:
-        click.echo(f"database URL error (--db / SHADOWD_DATABASE_URL): {exc}", err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -83,7 +99,59 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ShadowdGroup(click.Group):
+    """Turns every failure into one line on stderr and its exit code; the traceback only at debug level."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # the one place every failure is classified
+            code, message = classify_failure(exc)
+            if _debug or os.environ.get("SHADOWD_LOG_LEVEL", "").lower() == "debug":
+                import traceback
+
+                traceback.print_exception(exc)
+            click.echo(f"shadowd: {message}", err=True)
+            sys.exit(code)
+
+
+def classify_failure(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for a failure: 2 bad usage, config or input; 3 unreachable; 4 a bug."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from shadowd.adapters.database_url import DatabaseUrlError
+
+    if isinstance(exc, CliError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, DatabaseUrlError):
+        return EXIT_USAGE, f"bad database URL (--db / SHADOWD_DATABASE_URL): {exc}"
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, f"config error: {exc}"
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(
+            f"SHADOWD_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        return EXIT_USAGE, f"bad setting: {problems}"
+    if isinstance(exc, ArgumentError):
+        return EXIT_USAGE, f"bad database URL: {first_line(exc)}"
+    if isinstance(exc, DBAPIError | OSError | TimeoutError | ConnectionError):
+        return EXIT_UNREACHABLE, f"database unreachable: {type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__}: " \
+            f"{first_line(exc.orig if isinstance(exc, DBAPIError) else exc)}"
+    name = type(exc).__name__
+    if name in ("KafkaConnectionError", "KafkaTimeoutError", "APIConnectionError", "APITimeoutError"):
+        return EXIT_UNREACHABLE, f"{'Kafka' if name.startswith('Kafka') else 'model API'} unreachable: {first_line(exc)}"
+    return EXIT_INTERNAL, f"internal error: {name}: {first_line(exc)} (--log-level debug shows the traceback)"
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+@click.group(cls=ShadowdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shadowd")
 def main() -> None:
     """Shadow-test a candidate Claude model on mirrored production traffic and gate its canary."""
@@ -177,7 +245,10 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
     db_arg = db_url if shown == db_url else '"$SHADOWD_DATABASE_URL"'
     click.echo(f"\nVerdicts are in {shown}. Look closer with, for example:")
     click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_arg} -c {result['config']}")
-    click.echo(f"  shadowd show --rollout opus-4-7 <request_id> --db {db_arg} -c {result['config']}")
+    examples = [ids[0] for report in result["reports"] if report["rollout"] == "opus-4-7"
+                for ids in report.get("examples", {}).values() if ids]
+    if examples:
+        click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_arg} -c {result['config']}")
 
 
 # --- reading verdicts ----------------------------------------------------------------------------
@@ -220,9 +291,12 @@ async def _reports(ctx: Context, specs: list[RolloutSpec]) -> list[dict[str, Any
 @click.option("--route")
 @click.option("--since", help="RFC 3339 time or a duration ago such as 2h, 30m, 7d.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--cursor", type=int, default=None, help="Show verdicts older than this id (paging).")
+@click.option("--cursor", type=click.IntRange(min=1), default=None,
+              help="Show verdicts older than this id (the `next_cursor` of the previous page).")
+@click.option("--all", "every", is_flag=True,
+              help="Every matching verdict, newest first, as JSON lines (one object a line), ignoring --limit.")
 def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | None, route: str | None,
-             since: str | None, limit: int, cursor: int | None) -> None:
+             since: str | None, limit: int, cursor: int | None, every: bool) -> None:
     """List verdicts, newest first, with filters."""
     from shadowd.adapters.sql_store import VerdictFilter
     from shadowd.render import print_verdicts
@@ -234,15 +308,35 @@ def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | No
         raise click.BadParameter(str(exc), param_hint="--since") from None
     where = VerdictFilter(status=status, code=code, route=route, since=since_at)
 
+    if every:
+        async def stream() -> int:
+            written = 0
+            before = cursor
+            async with _store(ctx) as store:
+                while True:
+                    rows = await store.list_verdicts(rollout_name, where, limit=1000, before_id=before)
+                    for row in rows:
+                        sys.stdout.write(json.dumps(row.to_dict(), default=str) + "\n")
+                    written += len(rows)
+                    if len(rows) < 1000:
+                        return written
+                    before = rows[-1].id
+
+        run_async(stream())
+        return
+
     async def fetch() -> Any:
         async with _store(ctx) as store:
-            return await store.list_verdicts(rollout_name, where, limit=limit, before_id=cursor)
+            # One more than asked tells whether an older page exists, as in the HTTP API.
+            return await store.list_verdicts(rollout_name, where, limit=limit + 1, before_id=cursor)
 
     rows = run_async(fetch())
+    page = rows[:limit]
+    next_cursor = page[-1].id if len(rows) > limit else None
     if ctx.as_json:
-        emit_json([row.to_dict() for row in rows])
+        emit_json({"items": [row.to_dict() for row in page], "next_cursor": next_cursor})
     else:
-        print_verdicts(rows)
+        print_verdicts(page, next_cursor)
 
 
 @main.command()
@@ -272,6 +366,26 @@ def _outputs(verdict: Any) -> dict[str, Any]:
         side: (getattr(verdict, side).to_dict()["content"] if getattr(verdict, side) else None)
         for side in ("baseline", "candidate", "baseline_repeat")
     }
+
+
+@main.command()
+@common_options
+def routes(ctx: Context) -> None:
+    """The route × model table: regression rate, latency, cost, and the cheapest model not worse than the baseline."""
+    from shadowd.render import print_routes
+    from shadowd.routing import build_routes_table
+
+    config = _config_or_exit(ctx)
+
+    async def fetch() -> dict[str, Any]:
+        async with _store(ctx) as store:
+            return await build_routes_table(store, config)
+
+    table = run_async(fetch())
+    if ctx.as_json:
+        emit_json(table)
+    else:
+        print_routes(table["items"])
 
 
 @main.command("dead-letters")
@@ -352,11 +466,14 @@ def _manual(action: str) -> Callable[..., None]:
             click.echo(f"{name}: {applied.decision} — stage {applied.stage_index + 1}, "
                        f"canary {applied.canary_percent}% ({'; '.join(applied.reasons)})")
 
-    command.__doc__ = f"{action.capitalize()} the rollout (manual, audited)."
+    command.__doc__ = (
+        "Begin a rolled-back rollout again from its first stage (manual, audited)." if action == "restart"
+        else f"{action.capitalize()} the rollout (manual, audited)."
+    )
     return command
 
 
-for _action in ("pause", "resume", "promote", "rollback"):
+for _action in ("pause", "resume", "promote", "rollback", "restart"):
     rollout.command(_action)(_manual(_action))
 
 
@@ -373,20 +490,77 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(ctx: Context, revision: str) -> None:
     """Alembic migrations to head (works from an installed wheel)."""
-    from shadowd.adapters.sql_store import create_engine, upgrade_database
+    from shadowd.adapters.sql_store import create_engine, current_revision, upgrade_database
 
-    async def upgrade() -> None:
-        engine = create_engine(ctx.db_url)
+    async def upgrade() -> str | None:
+        engine = create_engine(checked_db_url(ctx.db_url))
         try:
             await upgrade_database(engine, revision)
+            return await current_revision(engine)
         finally:
             await engine.dispose()
 
-    run_async(upgrade())
+    reached = run_async(upgrade())
     if ctx.as_json:
-        emit_json({"upgraded_to": revision})
+        emit_json({"upgraded_to": revision, "revision": reached})
     else:
-        click.echo(f"database upgraded to {revision}")
+        click.echo(f"database upgraded to {reached}" + (" (head)" if revision == "head" else ""))
+
+
+@db.command("current")
+@common_options
+def db_current(ctx: Context) -> None:
+    """The schema revision of the database and this shadowd's head (exit 3 when there is no schema)."""
+    from shadowd.adapters.sql_store import create_engine, current_revision, head_revision, sqlite_file
+
+    url = checked_db_url(ctx.db_url)
+    file = sqlite_file(url)
+    if url.startswith("sqlite") and (file is None or not file.exists()):
+        raise CliError(f"no database at {url}: create it with `shadowd db upgrade`", EXIT_UNREACHABLE)
+
+    async def read() -> str | None:
+        engine = create_engine(url)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision, head = run_async(read()), head_revision()
+    if ctx.as_json:
+        emit_json({"current": revision, "head": head, "up_to_date": revision == head})
+    elif revision is None:
+        raise CliError("the database has no shadowd schema: create it with `shadowd db upgrade`", EXIT_UNREACHABLE)
+    else:
+        click.echo(f"{revision} ({'head' if revision == head else f'head is {head}: run `shadowd db upgrade`'})")
+
+
+@db.command("downgrade")
+@common_options
+@click.option("--revision", default="-1", show_default=True, help="Target revision; -1 is one step down.")
+@click.option("--yes", is_flag=True, help="Do it: a downgrade drops what later revisions added.")
+def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
+    """Alembic migrations down (one step by default); needs --yes."""
+    from shadowd.adapters.sql_store import create_engine, current_revision, downgrade_database
+
+    if not yes:
+        raise CliError("db downgrade drops what later schema revisions added; repeat with --yes to do it")
+    url = checked_db_url(ctx.db_url)
+
+    async def downgrade() -> str | None:
+        engine = create_engine(url)
+        try:
+            if await current_revision(engine) is None:
+                raise CliError("the database has no shadowd schema to downgrade", EXIT_UNREACHABLE)
+            await downgrade_database(engine, revision)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    reached = run_async(downgrade())
+    if ctx.as_json:
+        emit_json({"downgraded_to": reached})
+    else:
+        click.echo(f"database downgraded to {reached or 'base (no shadowd tables)'}")
 
 
 @main.command("fake-model")
@@ -394,7 +568,7 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--behaviours", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="YAML behaviour file (default: every model clean).")
-@click.option("--log-level", default="info")
+@click.option("--log-level", default="info", type=click.Choice(LOG_LEVELS, case_sensitive=False))
 def fake_model(host: str, port: int, behaviours: Path | None, log_level: str) -> None:
     """A Messages-API-compatible test server with scripted behaviours."""
     from shadowd.fakemodel import BehaviourError, load_behaviours, serve_forever
@@ -411,6 +585,20 @@ def fake_model(host: str, port: int, behaviours: Path | None, log_level: str) ->
 # --- helpers -------------------------------------------------------------------------------------
 
 
+def checked_db_url(url: str) -> str:
+    """The database URL if shadowd can use it; a bad one is exit 2 with the reason (no password shown)."""
+    from shadowd.adapters.database_url import DatabaseUrlError, engine_target
+
+    try:
+        parsed = engine_target(url).url
+    except DatabaseUrlError as exc:
+        raise CliError(f"--db: {exc} (use postgresql://USER@HOST/DB or sqlite:///FILE)") from None
+    if parsed.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+        raise CliError(f"--db: unsupported database {parsed.drivername.split('+')[0]!r} "
+                       "(use postgresql://USER@HOST/DB or sqlite:///FILE)")
+    return url
+
+
 def _config_or_exit(ctx: Context) -> Config:
     try:
         return ctx.config()
@@ -420,15 +608,22 @@ def _config_or_exit(ctx: Context) -> Config:
 
 
 class _store:
-    """`async with _store(ctx) as store`: open, migrate to head, close."""
+    """`async with _store(ctx) as store`: open a database whose schema is at head, close.
+
+    It never creates or migrates one (SPEC §4): a missing database or schema is exit 3 naming
+    `shadowd db upgrade`; only `run`, `replay`, `demo` and `db upgrade` migrate.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     async def __aenter__(self) -> Any:
-        from shadowd.adapters.sql_store import open_store
+        from shadowd.adapters.sql_store import SchemaNotReady, open_existing_store
 
-        self.store = await open_store(self.ctx.db_url, upgrade=True)
+        try:
+            self.store = await open_existing_store(checked_db_url(self.ctx.db_url))
+        except SchemaNotReady as exc:
+            raise CliError(str(exc), EXIT_UNREACHABLE) from None
         return self.store
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,7 +11,9 @@ import structlog
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        numeric = logging.INFO
+        raise ValueError(f"unknown log level {level!r} (debug, info, warning, error, critical)")
+    if fmt not in ("auto", "json", "console"):
+        raise ValueError(f"unknown log format {fmt!r} (auto, json, console)")
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())

@@ -268,7 +268,7 @@ def _paths() -> dict[str, Any]:
                         "name": "action",
                         "in": "path",
                         "required": True,
-                        "schema": {"enum": ["pause", "resume", "promote", "rollback"]},
+                        "schema": {"enum": ["pause", "resume", "promote", "rollback", "restart"]},
                     },
                 ],
                 "requestBody": {"required": False, "content": {JSON: {"schema": _ref("ManualActionBody")}}},

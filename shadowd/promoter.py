@@ -21,7 +21,7 @@ from shadowd.report import gate_view
 
 log = structlog.get_logger("shadowd.promoter")
 
-ManualAction = Literal["pause", "resume", "promote", "rollback"]
+ManualAction = Literal["pause", "resume", "promote", "rollback", "restart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,16 @@ async def apply_manual(
         else:
             new_state, verdict, index = state, "promote", index + 1
         reasons = (f"promoted by an operator to {spec.stages[index]}%",)
+    elif action == "restart":
+        if state != "rolled_back":
+            raise ManualActionError(f"cannot restart a rollout that is {state}, only a rolled-back one")
+        figures = await store.verdict_figures(spec.name)
+        stage_started = figures["samples"]
+        new_state, verdict, index = "active", "hold", 0
+        reasons = (
+            f"restarted by an operator from the first stage ({spec.stages[0]}%); "
+            f"the gate still weighs the {figures['samples']} compared verdicts so far",
+        )
     else:
         if state == "rolled_back":
             raise ManualActionError("the rollout is already rolled back")

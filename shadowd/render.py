@@ -1,22 +1,52 @@
-"""Terminal rendering of reports and verdicts with rich: tables a release manager can scan."""
+"""Terminal rendering of reports and verdicts with rich: tables a release manager can scan.
+
+Every piece of stored data (routes, request ids, outputs, finding details, reasons) reaches rich as a
+`Text` object, never as markup, after `printable()` has made it safe for a terminal.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from rich.columns import Columns
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 _DECISION_STYLE = {"promote": "bold green", "complete": "bold green", "hold": "bold yellow", "rollback": "bold red"}
 _STATUS_STYLE = {"pass": "green", "regression": "red", "noise": "yellow", "error": "magenta", "skipped": "dim"}
+_SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": ""}
+# C0/C1 controls (except tab and newline) would move the cursor or recolour the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Output bodies longer than this are cut in the terminal, and the cut is said; --json has them whole.
+BODY_LIMIT = 6000
+SIDE_BY_SIDE_WIDTH = 120
+PIPE_WIDTH = 200
+
+
+def printable(value: Any) -> str:
+    """Any stored value as text a terminal shows literally: lone surrogates replaced, controls as escapes."""
+    text = str(value)
+    text = text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?"
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """User data as a rich Text: never parsed as markup."""
+    return Text(printable(value), style=style)
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    import sys
+
+    # In a pipe rich would assume 80 columns and cut or fold ids; a reader of a pipe gets whole lines.
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=False, emoji=False, width=width)
 
 
 def _pct(value: float | None) -> str:
@@ -27,20 +57,26 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
 
 
+def _usd(value: float | None) -> str:
+    return "—" if value is None else f"${value:.5f}"
+
+
 def print_report(report: dict[str, Any]) -> None:
     console = _console()
     decision = report["decision"]
-    stages = " → ".join(
-        f"[reverse]{p}%[/reverse]" if i == report["stage_index"] else f"{p}%" for i, p in enumerate(report["stages"])
-    )
-    header = Text.from_markup(
-        f"[bold]{report['rollout']}[/bold]  {report['baseline']} → {report['candidate']}\n"
-        f"stages {stages}   state {report['state']}   canary {report['canary_percent']}%\n"
-        f"decision [{_DECISION_STYLE.get(decision, 'bold')}]{decision.upper()}[/]"
+    stages = Text()
+    for i, percent in enumerate(report["stages"]):
+        if i:
+            stages.append(" → ")
+        stages.append(f"{percent}%", style="reverse" if i == report["stage_index"] else "")
+    header = Text.assemble(
+        plain(report["rollout"], "bold"), "  ", plain(report["baseline"]), " → ", plain(report["candidate"]), "\n",
+        "stages ", stages, f"   state {printable(report['state'])}   canary {report['canary_percent']}%\n",
+        "decision ", (printable(decision).upper(), _DECISION_STYLE.get(decision, "bold")),
     )
     console.print(Panel(header, expand=False))
     for reason in report["reasons"]:
-        console.print(f"  • {reason}")
+        console.print(Text.assemble("  • ", plain(reason)))
 
     counts = report["counts"]
     summary = Table(title="verdicts", show_header=True, header_style="bold")
@@ -49,20 +85,42 @@ def print_report(report: dict[str, Any]) -> None:
     summary.add_row(*(str(counts.get(s, 0)) for s in ("pass", "regression", "noise", "error", "skipped")))
     low, high = report["regression_rate_ci"]
     rates = Table(title="rates", show_header=False)
-    rates.add_row("regression rate", f"{_pct(report['regression_rate'])}  [{_pct(low)}, {_pct(high)}]")
-    rates.add_row("baseline noise rate", _pct(report["baseline_noise_rate"]))
-    rates.add_row("noise verdicts", _pct(report["noise_rate"]))
+    level = f"{report.get('confidence', 0.95):.0%}"
+    rates.add_row("regression rate", f"{_pct(report['regression_rate'])}  [{_pct(low)}, {_pct(high)}] ¹")
+    figures = report.get("gate_figures") or {}
+    if figures.get("rate_increase_upper") is not None:
+        rates.add_row(
+            "increase over noise",
+            f"{_pct(figures.get('rate_increase'))}  [{_pct(figures.get('rate_increase_lower'))}, "
+            f"{_pct(figures.get('rate_increase_upper'))}] ² (tolerance {_pct(figures.get('max_regression_rate_increase'))})",
+        )
+    rates.add_row("baseline noise rate ³", _pct(report["baseline_noise_rate"]))
+    rates.add_row("noise verdicts ⁴", _pct(report["noise_rate"]))
     console.print(Columns([summary, rates]))
+    console.print(Text(
+        f"¹ {level} Wilson interval of the candidate's regression rate over {report['compared']} compared verdicts: "
+        "where the rate itself lies.\n"
+        f"² the gate's {level} anytime-valid interval for how much the candidate regresses more than the baseline "
+        "disagrees with itself; valid however often it is looked at, so wider. The gate rolls back when its lower "
+        "end exceeds the tolerance and promotes only when its upper end is within it.\n"
+        "³ share of compared requests where the baseline, replayed twice, regressed against itself: the noise the "
+        "gate subtracts.\n"
+        "⁴ share of compared requests whose every difference the baseline also showed against itself: counted as "
+        "noise, not as regressions.",
+        style="dim",
+    ))
 
     if report["by_code"]:
-        codes = Table(title="findings by code (not explained by noise)", header_style="bold")
-        codes.add_column("code")
-        codes.add_column("severity")
-        codes.add_column("verdicts", justify="right")
-        codes.add_column("rate", justify="right")
+        examples = report.get("examples") or {}
+        codes = Table(title="findings by code (not explained by noise), most severe first", header_style="bold")
+        for column, justify in (("code", "left"), ("severity", "left"), ("verdicts", "right"), ("rate", "right"),
+                                ("examples", "left")):
+            codes.add_column(column, justify=justify)  # type: ignore[arg-type]
         for code, entry in report["by_code"].items():
-            style = {"critical": "red", "major": "yellow"}.get(entry["severity"], "")
-            codes.add_row(code, Text(entry["severity"], style=style), str(entry["count"]), _pct(entry["rate"]))
+            codes.add_row(
+                plain(code), plain(entry["severity"], _SEVERITY_STYLE.get(entry["severity"], "")),
+                str(entry["count"]), _pct(entry["rate"]), plain(", ".join(examples.get(code, []))),
+            )
         console.print(codes)
 
     routes = Table(title="by route", header_style="bold")
@@ -70,7 +128,8 @@ def print_report(report: dict[str, Any]) -> None:
         routes.add_column(column, justify="left" if column == "route" else "right")
     for route, entry in report["by_route"].items():
         c = entry["counts"]
-        routes.add_row(route, str(entry["total"]), *(str(c.get(s, 0)) for s in ("pass", "regression", "noise", "error")),
+        routes.add_row(plain(route), str(entry["total"]),
+                       *(str(c.get(s, 0)) for s in ("pass", "regression", "noise", "error")),
                        _pct(entry["regression_rate"]))
     perf = Table(title="latency and cost", header_style="bold")
     for column in ("side", "p50", "p95", "cost"):
@@ -85,61 +144,167 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(Columns([routes, perf]))
 
 
-def print_verdicts(rows: Sequence[Any]) -> None:
+def print_verdicts(rows: Sequence[Any], next_cursor: int | None) -> None:
     console = _console()
     table = Table(header_style="bold")
-    for column in ("id", "request_id", "route", "status", "findings", "b ms", "c ms", "created"):
-        table.add_column(column)
+    widest_id = max((len(printable(row.verdict.request_id)) for row in rows), default=10)
+    table.add_column("id", no_wrap=True)
+    # Request ids are what a reader copies into `show`: never cut, never folded.
+    table.add_column("request_id", no_wrap=True, min_width=widest_id, overflow="ignore")
+    table.add_column("route", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("findings", overflow="fold")
+    for column in ("b ms", "c ms"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
     for row in rows:
         v = row.verdict
         codes = ", ".join(sorted({f.code + ("~" if f.noise else "") for f in v.findings})) or v.reason or ""
         table.add_row(
-            str(row.id), v.request_id, v.route, Text(v.status.value, style=_STATUS_STYLE.get(v.status.value, "")),
-            codes, _ms(v.baseline.latency_ms if v.baseline else None),
+            str(row.id), plain(v.request_id), plain(v.route),
+            plain(v.status.value, _STATUS_STYLE.get(v.status.value, "")), plain(codes),
+            _ms(v.baseline.latency_ms if v.baseline else None),
             _ms(v.candidate.latency_ms if v.candidate else None), v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
     console.print(table)
-    if rows:
-        console.print(f"[dim]{len(rows)} shown; older ones with --cursor {rows[-1].id}; ~ marks noise[/dim]")
+    more = f"; older ones with --cursor {next_cursor}" if next_cursor is not None else "; no older ones"
+    console.print(Text(f"{len(rows)} shown{more}; ~ marks noise", style="dim"))
+
+
+def _pretty(text: str) -> str:
+    """JSON (bare or in one fenced block) pretty-printed; anything else as it is."""
+    stripped = text.strip()
+    fenced = re.fullmatch(r"```(?:json)?\s*\n(.*)\n```", stripped, re.DOTALL)
+    candidate = fenced.group(1) if fenced else stripped
+    if candidate[:1] in ("{", "["):
+        try:
+            return json.dumps(json.loads(candidate), indent=2, ensure_ascii=False)
+        except ValueError:
+            return text
+    return text
+
+
+def side_body(side: Any) -> str:
+    """One side's answer as a reader would compare it: pretty JSON text, then each tool call."""
+    if side is None:
+        return ""
+    if not side.ok:
+        return f"call failed: {side.error}"
+    parts = [_pretty(side.text)] if side.text else []
+    for call in side.tool_calls:
+        parts.append(
+            f"tool_use {call.get('name')}\n" + json.dumps(call.get("input"), indent=2, ensure_ascii=False, default=str)
+        )
+    return "\n".join(parts)
+
+
+def _marked(body: str, other: str, style: str) -> tuple[Text, str]:
+    """The body with lines absent from the other side highlighted, cut at BODY_LIMIT with the cut said."""
+    shown = body[:BODY_LIMIT]
+    others = set(other.splitlines())
+    text = Text()
+    for line in shown.splitlines(keepends=True):
+        text.append(printable(line.rstrip("\n")) + ("\n" if line.endswith("\n") else ""),
+                    style=style if line.rstrip("\n") not in others else "")
+    cut = len(body) - len(shown)
+    note = f"… {cut:,} more characters not shown (shadowd show --json prints them all)" if cut > 0 else ""
+    return text, note
 
 
 def print_verdict(v: Any) -> None:
     console = _console()
-    console.print(Panel(Text.from_markup(
-        f"[bold]{v.request_id}[/bold]  rollout {v.rollout}  route {v.route}  "
-        f"status [{_STATUS_STYLE.get(v.status.value, '')}]{v.status.value}[/]  comparator {v.comparator_version}"
-        + (f"\nreason: {v.reason}" if v.reason else "")
-    ), expand=False))
+    header = Text.assemble(
+        plain(v.request_id, "bold"), "  rollout ", plain(v.rollout), "  route ", plain(v.route), "  status ",
+        plain(v.status.value, _STATUS_STYLE.get(v.status.value, "")), "  comparator ", plain(v.comparator_version),
+    )
+    if v.reason:
+        header.append_text(Text.assemble("\nreason: ", plain(v.reason)))
+    console.print(Panel(header, expand=False))
+    bodies = {"baseline": side_body(v.baseline), "candidate": side_body(v.candidate)}
     panels = []
-    for title, side in (("baseline", v.baseline), ("candidate", v.candidate)):
+    for title, side, other, style in (
+        ("baseline", v.baseline, "candidate", "on dark_red"),
+        ("candidate", v.candidate, "baseline", "on dark_green"),
+    ):
         if side is None:
-            panels.append(Panel("—", title=title))
+            panels.append(Panel(Text("—"), title=title))
             continue
-        body = side.text or ""
-        for call in side.tool_calls:
-            body += f"\n[tool_use] {call.get('name')}({call.get('input')})"
-        if not side.ok:
-            body = f"call failed: {side.error}"
-        meta = (f"{side.model}  stop {side.stop_reason}  {_ms(side.latency_ms)}  "
-                f"in {side.usage.input_tokens} / out {side.usage.output_tokens} tok  ${side.cost_usd or 0:.5f}")
-        panels.append(Panel(Text(body[:3000]), title=title, subtitle=meta))
-    console.print(Columns(panels, equal=True, expand=True))
+        body, note = _marked(bodies[title], bodies[other], style)
+        meta = Text.assemble(
+            plain(side.model), f"  stop {printable(side.stop_reason)}  {_ms(side.latency_ms)}  "
+            f"in {side.usage.input_tokens} / out {side.usage.output_tokens} tok  {_usd(side.cost_usd)}",
+        )
+        content: list[Any] = [body]
+        if note:
+            content.append(Text(note, style="italic dim"))
+        panels.append(Panel(Group(*content), title=title, subtitle=meta))
+    if console.width >= SIDE_BY_SIDE_WIDTH:
+        grid = Table.grid(expand=True, padding=(0, 1))
+        grid.add_column(ratio=1)
+        grid.add_column(ratio=1)
+        grid.add_row(*panels)
+        console.print(grid)
+    else:
+        for panel in panels:
+            console.print(panel)
+    console.print(Text("highlighted lines differ from the other side", style="dim"))
     if v.findings:
         table = Table(title="findings", header_style="bold")
         for column in ("code", "severity", "path", "detail", "noise"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for f in v.findings:
-            table.add_row(f.code, f.severity.value, f.path or "", f.detail, "yes" if f.noise else "")
+            table.add_row(plain(f.code), plain(f.severity.value, _SEVERITY_STYLE.get(f.severity.value, "")),
+                          plain(f.path or ""), plain(f.detail), "yes" if f.noise else "")
         console.print(table)
-    console.print("adaptations: " + (", ".join(v.adaptations) or "none"))
+    console.print(Text.assemble("adaptations: ", plain(", ".join(v.adaptations) or "none")))
+
+
+def unified_diff(v: Any) -> list[str]:
+    """The line diff of the two answers, as `show` highlights it (used by the HTML page too)."""
+    return list(difflib.unified_diff(side_body(v.baseline).splitlines(), side_body(v.candidate).splitlines(),
+                                     "baseline", "candidate", lineterm=""))
 
 
 def print_history(history: Sequence[dict[str, Any]]) -> None:
     console = _console()
     table = Table(title="recent decisions", header_style="bold")
     for column in ("at", "actor", "action", "decision", "stage", "canary", "reasons"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in history:
-        table.add_row(row["at"][:19], row["actor"], row["action"], row["decision"], str(row["stage_index"] + 1),
-                      f"{row['canary_percent']}%", "; ".join(row["reasons"])[:120])
+        table.add_row(row["at"][:19], plain(row["actor"]), plain(row["action"]), plain(row["decision"]),
+                      str(row["stage_index"] + 1), f"{row['canary_percent']}%", plain("; ".join(row["reasons"])))
     console.print(table)
+
+
+def print_routes(table_rows: Sequence[dict[str, Any]]) -> None:
+    """The route × model table (SPEC §11): the cheapest model not worse than the baseline is marked ★."""
+    console = _console()
+    table = Table(title="routes × models: ★ marks the cheapest model not worse than the baseline",
+                  header_style="bold")
+    right = ("verdicts", "p50", "p95", "cost/request")
+    for column in ("route", "model", "rollout", "verdicts", "regression rate", "vs baseline", "acceptable", "p50",
+                   "p95", "cost/request", ""):
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    previous = None
+    for row in table_rows:
+        low, high = row["regression_rate_ci"]
+        rate = f"{_pct(row['regression_rate'])} [{_pct(low)}, {_pct(high)}]" if row["regression_rate"] is not None \
+            else "—"
+        judgement = row["judgement"]
+        style = {"not worse": "green", "worse": "red", "undecided": "yellow"}.get(judgement, "dim")
+        acceptable = _pct(row["acceptability"]) if row.get("acceptability") is not None else "—"
+        if previous is not None and previous != row["route"]:
+            table.add_section()
+        previous = row["route"]
+        table.add_row(
+            plain(row["route"]), plain(row["model"]), plain(row["rollout"]), str(row["verdicts"]), rate,
+            plain(judgement, style), acceptable, _ms(row["latency_ms"]["p50"]), _ms(row["latency_ms"]["p95"]),
+            _usd(row["cost_per_request_usd"]), Text("★", style="bold green") if row["recommended"] else Text(""),
+        )
+    console.print(table)
+    console.print(Text(
+        "A baseline row's regression rate is how often it regresses against its own second replay. A candidate is "
+        "'not worse' when the gate's anytime-valid bound over that route's verdicts keeps its regression-rate "
+        "increase within the rollout's tolerance; 'undecided' needs more verdicts.",
+        style="dim",
+    ))

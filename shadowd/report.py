@@ -54,6 +54,13 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
     noise_low, noise_high = wilson_interval(figures["baseline_noise_regressions"], compared, confidence)
     cost = figures["cost_usd"]
     latency = figures["latency_ms"]
+    by_code = {
+        code: {**entry, "rate": _rate(entry["count"], compared)}
+        for code, entry in sorted(figures["by_code"].items(), key=severity_then_count)
+    }
+    reasons = list(decision.reasons)
+    if state.state == "rolled_back":
+        reasons = await _rollback_reasons(store, spec.name, reasons)
     return {
         "rollout": spec.name,
         "baseline": spec.baseline,
@@ -64,7 +71,7 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "stages": list(spec.stages),
         "canary_percent": _current_percent(spec, state),
         "decision": decision.decision,
-        "reasons": list(decision.reasons),
+        "reasons": reasons,
         "gate_figures": decision.figures,
         "counts": counts,
         "total": sum(counts.values()),
@@ -76,10 +83,8 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "noise_rate": _rate(counts.get("noise", 0), compared),
         "baseline_noise_rate": _rate(figures["baseline_noise_regressions"], compared),
         "baseline_noise_rate_ci": [noise_low, noise_high],
-        "by_code": {
-            code: {**entry, "rate": _rate(entry["count"], compared)}
-            for code, entry in sorted(figures["by_code"].items(), key=lambda item: (-item[1]["count"], item[0]))
-        },
+        "by_code": by_code,
+        "examples": await store.example_request_ids(spec.name, list(by_code)),
         "noise_by_code": figures["noise_by_code"],
         "by_route": {
             route: {
@@ -96,6 +101,24 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
         "cost_usd": {**cost, "ratio": _ratio(cost["candidate"], cost["baseline"])},
     }
+
+
+SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2}
+
+
+def severity_then_count(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
+    """Critical codes first, then major, then minor; within a severity the most frequent first."""
+    code, entry = item
+    return SEVERITY_ORDER.get(str(entry.get("severity")), 3), -int(entry.get("count", 0)), code
+
+
+async def _rollback_reasons(store: SqlVerdictStore, name: str, current: list[str]) -> list[str]:
+    """A rolled-back rollout explains the rollback that stopped it, not what a new evaluation would hold on."""
+    stopped = await store.latest_decision(name, "rollback")
+    if stopped is None:
+        return current
+    who = "the gate" if stopped["kind"] == "gate" else str(stopped["actor"])
+    return [f"rolled back at {stopped['at'][:19].replace('T', ' ')} UTC by {who}", *stopped["reasons"]]
 
 
 def _current_percent(spec: RolloutSpec, state: RolloutState) -> int:

@@ -406,6 +406,76 @@ class SqlVerdictStore:
             "latency_ms": latency,
         }
 
+    async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
+        """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
+        await self.roll_up(rollout)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(rollup_status).where(rollup_status.c.rollout == rollout))).all()
+        routes: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = routes.setdefault(row.route, {
+                "counts": {}, "samples": 0, "candidate_regressions": 0, "baseline_noise_regressions": 0,
+                "both_regressed": 0, "cost_usd": {"baseline": 0.0, "candidate": 0.0},
+            })
+            entry["counts"][row.status] = int(row.n)
+            if row.status in COMPARED:
+                entry["samples"] += int(row.n)
+                entry["candidate_regressions"] += int(row.candidate_regressions)
+                entry["baseline_noise_regressions"] += int(row.baseline_noise_regressions)
+                entry["both_regressed"] += int(row.both_regressed)
+                entry["cost_usd"]["baseline"] += float(row.cost_usd_baseline)
+                entry["cost_usd"]["candidate"] += float(row.cost_usd_candidate)
+        return routes
+
+    async def route_latencies(self, rollout: str, route: str, limit: int = 20_000) -> dict[str, list[float]]:
+        """Latencies per side of the newest `limit` compared verdicts of one route."""
+        c = verdicts.c
+        query = (
+            select(c.baseline_latency_ms, c.candidate_latency_ms)
+            .where(and_(c.rollout == rollout, c.route == route, c.status.in_(COMPARED)))
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return {
+            "baseline": [float(r.baseline_latency_ms) for r in rows if r.baseline_latency_ms is not None],
+            "candidate": [float(r.candidate_latency_ms) for r in rows if r.candidate_latency_ms is not None],
+        }
+
+    async def example_request_ids(self, rollout: str, codes: Sequence[str], per_code: int = 3) -> dict[str, list[str]]:
+        """The newest request ids with a finding of each code not explained by noise (an index walk per code)."""
+        examples: dict[str, list[str]] = {}
+        async with self.engine.connect() as connection:
+            for code in codes:
+                latest = (
+                    select(findings.c.verdict_id)
+                    .where(and_(findings.c.rollout == rollout, findings.c.code == code, ~findings.c.noise))
+                    .order_by(findings.c.verdict_id.desc())
+                    .limit(per_code * 4)
+                    .subquery()
+                )
+                rows = await connection.execute(
+                    select(verdicts.c.request_id)
+                    .where(verdicts.c.id.in_(select(latest.c.verdict_id)))
+                    .order_by(verdicts.c.id.desc())
+                )
+                examples[code] = list(dict.fromkeys(row.request_id for row in rows))[:per_code]
+        return examples
+
+    async def latest_decision(self, name: str, decision: str) -> dict[str, Any] | None:
+        """The newest audit entry with this decision (e.g. the rollback that stopped a rollout)."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(decisions)
+                    .where(and_(decisions.c.rollout == name, decisions.c.decision == decision))
+                    .order_by(decisions.c.id.desc())
+                    .limit(1)
+                )
+            ).mappings().first()
+        return {**dict(row), "at": _utc(row["at"]).isoformat()} if row else None
+
     async def dead_letter_counts(self) -> dict[str, int]:
         async with self.engine.connect() as connection:
             rows = await connection.execute(
@@ -586,6 +656,89 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class SchemaNotReady(Exception):
+    """The database is missing, has no shadowd schema, or one at another revision than this shadowd's."""
+
+
+def head_revision() -> str:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> set[str]:
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema revision stamped in the database, or None when it has no shadowd schema."""
+    from sqlalchemy import inspect
+
+    async with engine.connect() as connection:
+        has_table = await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+        if not has_table:
+            return None
+        return (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database or another engine)."""
+    normalised = normalise_url(url)
+    if not normalised.startswith("sqlite"):
+        return None
+    path = normalised.split(":///", 1)[-1].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+async def open_existing_store(url: str) -> SqlVerdictStore:
+    """Open a database without creating or migrating it; SchemaNotReady says what to run instead."""
+    hint = "create or migrate it with `shadowd db upgrade`"
+    file = sqlite_file(url)
+    if normalise_url(url).startswith("sqlite") and (file is None or not file.exists()):
+        raise SchemaNotReady(f"no database at {url}: {hint}")
+    engine = create_engine(url)
+    try:
+        revision = await current_revision(engine)
+        head = head_revision()
+        if revision is None:
+            raise SchemaNotReady(f"the database has no shadowd schema: {hint}")
+        if revision != head:
+            if revision in known_revisions():
+                raise SchemaNotReady(f"the database schema is at {revision}, this shadowd needs {head}: "
+                                     "migrate it with `shadowd db upgrade`")
+            raise SchemaNotReady(f"the database schema is at {revision}, newer than this shadowd knows "
+                                 f"(head {head}): upgrade shadowd")
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SqlVerdictStore(engine)
+
+
+async def downgrade_database(engine: AsyncEngine, revision: str = "-1") -> None:
+    """Run Alembic migrations down to `revision` (by default one step)."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    def run(connection: Connection) -> None:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(migrations_dir()))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
 async def open_store(url: str, *, upgrade: bool = False) -> SqlVerdictStore:
     engine = create_engine(url)
     if upgrade:
@@ -600,6 +753,7 @@ __all__ = [
     "VerdictFilter",
     "create_engine",
     "normalise_url",
+    "open_existing_store",
     "open_store",
     "upgrade_database",
 ]

@@ -64,7 +64,9 @@ def test_replay_twice_stores_one_verdict_per_request_and_dead_letters_bad_lines(
     assert second["already_present"] == 2 * COUNT
 
     for rollout in ("opus-4-7", "sonnet-4-6"):
-        rows = run_cli_json("verdicts", "--rollout", rollout, "--limit", "1000", "-c", str(config), "--db", db_url)
+        page = run_cli_json("verdicts", "--rollout", rollout, "--limit", "1000", "-c", str(config), "--db", db_url)
+        assert page["next_cursor"] is None  # nothing is older than a page that holds them all
+        rows = page["items"]
         ids = [row["request_id"] for row in rows]
         assert len(ids) == COUNT and len(set(ids)) == COUNT
         for row in rows:
@@ -90,10 +92,11 @@ def test_show_and_filters_read_back_what_replay_stored(tmp_path: Path, fake_mode
     config = write_config(tmp_path, fake_model)
     run_cli_json("replay", str(traffic_file(tmp_path)), "-c", str(config), "--db", db_url)
     regressions = run_cli_json("verdicts", "--rollout", "opus-4-7", "--status", "regression", "--limit", "500",
-                               "-c", str(config), "--db", db_url)
+                               "-c", str(config), "--db", db_url)["items"]
     assert regressions and all(row["status"] == "regression" for row in regressions)
     code = regressions[0]["findings"][0]["code"]
-    by_code = run_cli_json("verdicts", "--rollout", "opus-4-7", "--code", code, "-c", str(config), "--db", db_url)
+    by_code = run_cli_json("verdicts", "--rollout", "opus-4-7", "--code", code, "-c", str(config), "--db", db_url)[
+        "items"]
     assert by_code and all(any(f["code"] == code for f in row["findings"]) for row in by_code)
 
     shown = run_cli_json("show", "--rollout", "opus-4-7", regressions[0]["request_id"], "-c", str(config),
