@@ -233,7 +233,7 @@ def test_cli_refuses_a_bad_database_url_without_printing_the_password(tmp_path: 
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert done.returncode == 2, done.stderr
-    assert "SHADOWD_DATABASE_URL" in done.stderr and "sslmode='on'" in done.stderr
+    assert "--db" in done.stderr and "sslmode='on'" in done.stderr
     assert "hunter2" not in done.stdout + done.stderr
 
 
