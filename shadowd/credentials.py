@@ -54,10 +54,16 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]
 _QUERY_SECRET = re.compile(r"(?P<key>[?&][A-Za-z_]*(?:password|secret|token)=)[^&#\s]*", re.IGNORECASE)
 
 
+def url_password(url: str) -> str | None:
+    """The password in a URL's userinfo, so the log redactor can also hide it where it appears alone."""
+    match = _USERINFO.search(url)
+    return match["password"] or None if match else None
+
+
 def redact_url(url: str) -> str:
     """The URL with any password (userinfo or query) replaced by `***`; works on URLs no parser accepts."""
     url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
     return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", url)
 
 
-__all__ = ["env_form", "is_secret_key", "redact_url", "secret_keys"]
+__all__ = ["env_form", "is_secret_key", "redact_url", "secret_keys", "url_password"]

@@ -14,6 +14,7 @@ from aiokafka.helpers import create_ssl_context
 
 from shadowd.config import KafkaConfig
 from shadowd.credentials import is_secret_key
+from shadowd.logging import register_secrets
 
 # Options both clients understand; everything else goes under `client.consumer` / `client.producer`.
 _SHARED = frozenset({
@@ -72,6 +73,8 @@ def _resolve(section: dict[str, Any], where: str, allowed: frozenset[str], role:
             env_value = os.environ.get(value)
             if not env_value:
                 raise KafkaClientOptionError(f"{where}.{key}: environment variable {value} is not set or empty")
+            if is_secret_key(name):
+                register_secrets([env_value])  # no log line may show it, even alone
             resolved[name] = env_value
         elif is_secret_key(key):
             raise KafkaClientOptionError(
