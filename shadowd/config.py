@@ -14,9 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
 from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.redaction import Redactor, StoreOutputs
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import env_form, secret_keys
 
 
 class ConfigError(Exception):
@@ -68,6 +70,9 @@ class ModelsConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     max_concurrency: int = Field(default=256, ge=1)
     max_attempts: int = Field(default=4, ge=1, le=20)
+    # Capacity errors (429, 529, overload, timeouts, connection errors) are retried until this many
+    # seconds after a record's replay began: a shadow can wait.
+    retry_deadline_s: float = Field(default=600.0, gt=0, le=86_400)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -76,8 +81,10 @@ class RouteConfig(_Strict):
     ignore_paths: list[str] = Field(default_factory=list)
     store_outputs: StoreOutputs | None = None  # default: privacy.store_outputs
     redact_patterns: list[str] = Field(default_factory=list)  # added to privacy.redact_patterns
+    value_paths: list[str] = Field(default_factory=list)
+    value_noise_threshold: float = Field(default=DEFAULT_VALUE_NOISE_THRESHOLD, ge=0, le=1)
 
-    @field_validator("ignore_paths")
+    @field_validator("ignore_paths", "value_paths")
     @classmethod
     def _paths_understood(cls, paths: list[str]) -> list[str]:
         for path in paths:
@@ -103,12 +110,20 @@ class RolloutConfig(_Strict):
     baseline: str
     candidate: str
     baseline_source: Literal["replay", "recorded"] = "replay"
-    noise_check: bool = True
+    # true = 1.0, false = 0, or the share of requests whose baseline is replayed a second time.
+    noise_check: bool | float = True
     routes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     sample_rate: float = Field(default=1.0, ge=0, le=1)
     stages: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100], min_length=1)
     gate: GateSection = Field(default_factory=GateSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+
+    @field_validator("noise_check")
+    @classmethod
+    def _fraction(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and not 0.0 <= value <= 1.0:
+            raise ValueError("noise_check must be true, false or a fraction in [0, 1]")
+        return value
 
     @field_validator("stages")
     @classmethod
@@ -201,6 +216,13 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
             raise ConfigError("(file)", f"not valid YAML: {exc}", path) from None
         if not isinstance(raw, dict):
             raise ConfigError("(top level)", "must be a mapping", path)
+    for key in secret_keys(raw):
+        raise ConfigError(
+            key,
+            "secrets may not be written in the config file; name the environment variable that holds it "
+            f"instead: {env_form(key)}",
+            path,
+        )
     if settings.kafka_bootstrap_servers:
         raw = {**raw, "kafka": {**(raw.get("kafka") or {}), "bootstrap_servers": settings.kafka_bootstrap_servers}}
     try:
@@ -215,6 +237,8 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
         route: RouteRules(
             output_schema=_load_schema(f"routes.{route}.output_schema", spec.output_schema, base_dir, path),
             ignore_paths=tuple(spec.ignore_paths),
+            value_paths=tuple(spec.value_paths),
+            value_noise_threshold=spec.value_noise_threshold,
         )
         for route, spec in file.routes.items()
     }
@@ -239,7 +263,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 baseline=rollout.baseline,
                 candidate=rollout.candidate,
                 baseline_source=rollout.baseline_source,
-                noise_check=rollout.noise_check,
+                noise_check=float(rollout.noise_check),
                 routes=tuple(rollout.routes),
                 sample_rate=rollout.sample_rate,
                 stages=tuple(rollout.stages),

@@ -272,6 +272,46 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/rollouts/{name}/weights": {
+            "get": {
+                "operationId": "rolloutWeights",
+                "tags": ["canary controllers"],
+                "security": _READ,
+                "summary": "The canary share as weights for an LLM gateway (baseline + candidate = 100).",
+                "description": (
+                    "`candidate.weight` is the current stage's `canary_percent` (0 once rolled back); "
+                    "`baseline.weight` is the rest. A gateway that splits traffic by weight (LiteLLM "
+                    "deployments, Portkey targets) can copy these on a timer."
+                ),
+                "parameters": [_name_param()],
+                "responses": {
+                    "200": _json_body(
+                        {
+                            "type": "object",
+                            "required": ["baseline", "candidate", "canary_percent", "state"],
+                            "properties": {
+                                "rollout": {"type": "string"},
+                                "state": {"type": "string"},
+                                "stage": {"type": "integer"},
+                                "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                                "baseline": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                                "candidate": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                            },
+                        },
+                        "The weights.",
+                    ),
+                    **rollout_errors,
+                },
+            }
+        },
         "/v1/rollouts/{name}/{action}": {
             "post": {
                 "operationId": "manualAction",
@@ -480,6 +520,8 @@ def _schemas() -> dict[str, Any]:
             "cost_usd": {"type": ["number", "null"]},
             "error": {"type": ["string", "null"]},
             "attempts": {"type": "integer"},
+            "capacity_retries": {"type": "integer"},
+            "failure": {"enum": ["capacity", "server", "request", "response", None]},
             "streamed": {"type": "boolean"},
             "source": {"enum": ["replay", "recorded"]},
         },
@@ -537,6 +579,11 @@ def _schemas() -> dict[str, Any]:
                 "reasons": {"type": "array", "items": {"type": "string"}},
                 "gate_figures": {"type": "object"},
                 "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "errors_by_reason": {
+                    "type": "object",
+                    "description": "Error verdicts by reason: capacity, baseline_failed, comparator_fault.",
+                    "additionalProperties": {"type": "integer"},
+                },
                 "total": {"type": "integer"},
                 "compared": {"type": "integer"},
                 "stage_samples": {"type": "integer"},
@@ -616,6 +663,10 @@ def _schemas() -> dict[str, Any]:
                 "route": {"type": "string"},
                 "status": {"enum": ["pass", "regression", "noise", "error", "skipped"]},
                 "reason": {"type": ["string", "null"]},
+                "error_reason": {
+                    "type": ["string", "null"],
+                    "description": "For status error: capacity, baseline_failed or comparator_fault.",
+                },
                 "findings": {"type": "array", "items": _ref("Finding")},
                 "baseline": side,
                 "candidate": side,

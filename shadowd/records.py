@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from shadowd.core.findings import Finding, Status
+from shadowd.core.noise import NoiseObservation
 from shadowd.core.results import SideResult
 
 
@@ -35,12 +36,24 @@ class VerdictRecord:
     baseline_repeat: SideResult | None = None
     adaptations: tuple[str, ...] = ()
     reason: str | None = None
+    error_reason: str | None = None  # for status error: an ErrorReason value (capacity, baseline_failed, ...)
     baseline_noise_blocking: bool = False
     captured_at: datetime | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     source: str | None = None
     partition: int | None = None
     offset: int | None = None
+    # For the learned noise model: set on one verdict per noise-checked baseline replay, stored
+    # with it (not part of the verdict's own row).
+    noise_observation: NoiseObservation | None = None
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls this verdict cost: the replayed baseline, its second replay, the candidate."""
+        return sum(
+            1 for side in (self.baseline, self.baseline_repeat, self.candidate)
+            if side is not None and side.source == "replay"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The `verdicts --json` object (SPEC §4)."""
@@ -50,6 +63,7 @@ class VerdictRecord:
             "route": self.route,
             "status": self.status.value,
             "reason": self.reason,
+            "error_reason": self.error_reason,
             "findings": [f.to_dict() for f in self.findings],
             "baseline": _side_summary(self.baseline),
             "candidate": _side_summary(self.candidate),
@@ -80,6 +94,8 @@ def _side_summary(side: SideResult | None) -> dict[str, Any] | None:
         "cost_usd": side.cost_usd,
         "error": side.error,
         "attempts": side.attempts,
+        "capacity_retries": side.capacity_retries,
+        "failure": side.failure,
         "streamed": side.streamed,
         "source": side.source,
     }

@@ -16,10 +16,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shadowd.adapters.database_url import DatabaseUrlError, engine_target, normalise_url
 from shadowd.adapters.sql_schema import (
     dead_letters,
     decisions,
     findings,
+    noise_counts,
+    rollout_calls,
     rollouts,
     rollup_codes,
     rollup_latency,
@@ -34,22 +37,16 @@ from shadowd.records import DeadLetter, VerdictRecord
 COMPARED = (Status.PASS.value, Status.REGRESSION.value, Status.NOISE.value)
 
 
-def normalise_url(url: str) -> str:
-    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
-    if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
-    return url
-
-
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+    """An engine for `url`; a URL shadowd cannot use raises DatabaseUrlError (never showing its password)."""
+    target = engine_target(url)
+    if target.url.get_backend_name() == "sqlite":
+        engine = create_async_engine(target.url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        target.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=target.connect_args
+    )
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -167,6 +164,8 @@ class SqlVerdictStore:
                 ]
                 if finding_rows:
                     await connection.execute(findings.insert(), finding_rows)
+                inserted_records = [by_key[(row.rollout, row.request_id)] for row in rows]
+                await self._count_noise_and_calls(connection, inserted_records)
             if letters:
                 await connection.execute(
                     self._insert_dead_letter,
@@ -184,6 +183,66 @@ class SqlVerdictStore:
                     ],
                 )
         return inserted
+
+    async def _count_noise_and_calls(self, connection: Any, records: Sequence[VerdictRecord]) -> None:
+        """Fold the new verdicts' noise observations and model calls into their running counts."""
+        noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
+        calls: dict[str, list[int]] = {}
+        for record in records:
+            spent = record.model_calls
+            if spent:
+                entry = calls.setdefault(record.rollout, [0, 0, 0])
+                entry[0] += 1
+                entry[1] += record.baseline_repeat is not None
+                entry[2] += spent
+            observation = record.noise_observation
+            if observation is None or record.baseline is None:
+                continue
+            bucket = _utc(record.created_at).replace(minute=0, second=0, microsecond=0)
+            for kind, key, differed in observation.rows():
+                counts = noise.setdefault(
+                    (record.baseline.model[:128], record.route[:256], kind, key[:512], bucket), [0, 0]
+                )
+                counts[0] += 1
+                counts[1] += differed
+        await self._add(connection, noise_counts, ["baseline", "route", "kind", "key", "bucket"], [
+            {"baseline": k[0], "route": k[1], "kind": k[2], "key": k[3], "bucket": k[4],
+             "samples": v[0], "differed": v[1]}
+            for k, v in sorted(noise.items())
+        ])
+        await self._add(connection, rollout_calls, ["rollout"], [
+            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2]}
+            for k, v in sorted(calls.items())
+        ])
+
+    async def noise_counts(
+        self, baseline: str, since: datetime, route: str | None = None
+    ) -> dict[str, list[tuple[str, str, int, int]]]:
+        """Per route, (kind, key, samples, differed) summed over the buckets since `since`."""
+        c = noise_counts.c
+        query = (
+            select(c.route, c.kind, c.key, func.sum(c.samples).label("samples"),
+                   func.sum(c.differed).label("differed"))
+            .where(and_(c.baseline == baseline, c.bucket >= since))
+            .group_by(c.route, c.kind, c.key)
+        )
+        if route is not None:
+            query = query.where(c.route == route)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        result: dict[str, list[tuple[str, str, int, int]]] = {}
+        for row in rows:
+            result.setdefault(row.route, []).append((row.kind, row.key, int(row.samples), int(row.differed)))
+        return result
+
+    async def model_calls(self, rollout: str) -> dict[str, int]:
+        """Verdicts that made model calls, how many were noise-checked, and the calls they made."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(rollout_calls).where(rollout_calls.c.rollout == rollout))).first()
+        if row is None:
+            return {"replayed": 0, "noise_checked": 0, "model_calls": 0}
+        return {"replayed": int(row.replayed), "noise_checked": int(row.noise_checked),
+                "model_calls": int(row.model_calls)}
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Concurrent callers share one query: under load this is one round trip per batch, not per record."""
@@ -411,6 +470,16 @@ class SqlVerdictStore:
             "latency_ms": latency,
         }
 
+    async def error_reason_counts(self, rollout: str) -> dict[str, int]:
+        """Error verdicts of one rollout by reason (an index range over its error verdicts only)."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(verdicts.c.error_reason, func.count().label("n"))
+                .where(verdicts.c.rollout == rollout, verdicts.c.status == Status.ERROR.value)
+                .group_by(verdicts.c.error_reason)
+            )
+            return {str(row.error_reason or "unknown"): int(row.n) for row in rows}
+
     async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
         """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
         await self.roll_up(rollout)
@@ -593,6 +662,7 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "route": v.route,
         "status": v.status.value,
         "reason": v.reason,
+        "error_reason": v.error_reason,
         "findings": [f.to_dict() for f in v.findings],
         "baseline": v.baseline.to_dict() if v.baseline else None,
         "candidate": v.candidate.to_dict() if v.candidate else None,
@@ -634,6 +704,7 @@ def _verdict_from_row(row: Any) -> VerdictRecord:
         baseline_repeat=side(row["baseline_repeat"]),
         adaptations=tuple(row["adaptations"] or ()),
         reason=row["reason"],
+        error_reason=row["error_reason"],
         baseline_noise_blocking=bool(row["baseline_noise_blocking"]),
         captured_at=_utc(row["captured_at"]) if row["captured_at"] else None,
         attributes=dict(row["attributes"] or {}),
@@ -752,6 +823,7 @@ async def open_store(url: str, *, upgrade: bool = False) -> SqlVerdictStore:
 
 
 __all__ = [
+    "DatabaseUrlError",
     "SqlVerdictStore",
     "StoredVerdict",
     "VerdictFilter",
