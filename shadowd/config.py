@@ -17,6 +17,7 @@ from shadowd.core.jsonshape import ignore_path_pattern
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import env_form, secret_keys
 
 
 class ConfigError(Exception):
@@ -191,6 +192,13 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
             raise ConfigError("(file)", f"not valid YAML: {exc}", path) from None
         if not isinstance(raw, dict):
             raise ConfigError("(top level)", "must be a mapping", path)
+    for key in secret_keys(raw):
+        raise ConfigError(
+            key,
+            "secrets may not be written in the config file; name the environment variable that holds it "
+            f"instead: {env_form(key)}",
+            path,
+        )
     if settings.kafka_bootstrap_servers:
         raw = {**raw, "kafka": {**(raw.get("kafka") or {}), "bootstrap_servers": settings.kafka_bootstrap_servers}}
     try:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shadowd.adapters.database_url import DatabaseUrlError, engine_target, normalise_url
 from shadowd.adapters.sql_schema import (
     dead_letters,
     decisions,
@@ -36,22 +37,16 @@ from shadowd.records import DeadLetter, VerdictRecord
 COMPARED = (Status.PASS.value, Status.REGRESSION.value, Status.NOISE.value)
 
 
-def normalise_url(url: str) -> str:
-    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
-    if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
-    return url
-
-
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+    """An engine for `url`; a URL shadowd cannot use raises DatabaseUrlError (never showing its password)."""
+    target = engine_target(url)
+    if target.url.get_backend_name() == "sqlite":
+        engine = create_async_engine(target.url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        target.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=target.connect_args
+    )
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -828,6 +823,7 @@ async def open_store(url: str, *, upgrade: bool = False) -> SqlVerdictStore:
 
 
 __all__ = [
+    "DatabaseUrlError",
     "SqlVerdictStore",
     "StoredVerdict",
     "VerdictFilter",
