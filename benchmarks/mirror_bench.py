@@ -28,7 +28,7 @@ import anthropic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (  # noqa: E402
+from benchmarks.common import (
     BENCH_DIR,
     create_topic,
     fake_model,
@@ -38,7 +38,7 @@ from benchmarks.common import (  # noqa: E402
     percentile,
     write_behaviours,
 )
-from shadowd.mirror import Mirror  # noqa: E402
+from shadowd.mirror import Mirror
 
 MODEL = "claude-opus-4-6"
 

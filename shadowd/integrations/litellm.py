@@ -31,7 +31,7 @@ _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool
                  "content_filter": "refusal"}
 
 
-class ShadowdMirrorCallback(CustomLogger):  # type: ignore[misc]
+class ShadowdMirrorCallback(CustomLogger):
     """Publishes a `shadowd.mirror/v1` envelope for each successful call LiteLLM makes to Anthropic."""
 
     def __init__(self, mirror: Mirror) -> None:
@@ -118,7 +118,8 @@ def _request_body(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
             return None
     if not isinstance(body, dict) or not {"model", "max_tokens", "messages"} <= body.keys():
         return None
-    return json.loads(json.dumps(body, default=str))  # a private copy with plain JSON values
+    copy: dict[str, Any] = json.loads(json.dumps(body, default=str))  # a private copy, plain JSON values
+    return copy
 
 
 def _recorded_response(kwargs: Mapping[str, Any], response_obj: Any, request: dict[str, Any]) -> dict[str, Any] | None:
