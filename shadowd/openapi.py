@@ -254,6 +254,46 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/rollouts/{name}/weights": {
+            "get": {
+                "operationId": "rolloutWeights",
+                "tags": ["canary controllers"],
+                "security": _READ,
+                "summary": "The canary share as weights for an LLM gateway (baseline + candidate = 100).",
+                "description": (
+                    "`candidate.weight` is the current stage's `canary_percent` (0 once rolled back); "
+                    "`baseline.weight` is the rest. A gateway that splits traffic by weight (LiteLLM "
+                    "deployments, Portkey targets) can copy these on a timer."
+                ),
+                "parameters": [_name_param()],
+                "responses": {
+                    "200": _json_body(
+                        {
+                            "type": "object",
+                            "required": ["baseline", "candidate", "canary_percent", "state"],
+                            "properties": {
+                                "rollout": {"type": "string"},
+                                "state": {"type": "string"},
+                                "stage": {"type": "integer"},
+                                "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                                "baseline": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                                "candidate": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                            },
+                        },
+                        "The weights.",
+                    ),
+                    **rollout_errors,
+                },
+            }
+        },
         "/v1/rollouts/{name}/{action}": {
             "post": {
                 "operationId": "manualAction",
@@ -520,7 +560,13 @@ def _schemas() -> dict[str, Any]:
                         "baseline": {"type": "number"},
                         "candidate": {"type": "number"},
                         "ratio": nullable_number,
+                        "grading": {"type": "number", "description": "Judge spend (docs/JUDGE.md)."},
                     },
+                },
+                "judge": {
+                    "type": ["object", "null"],
+                    "description": "Graded share, acceptability per side with intervals, discordant pairs; "
+                    "null when no route of the rollout has a judge (docs/JUDGE.md).",
                 },
             },
         },
@@ -586,6 +632,20 @@ def _schemas() -> dict[str, Any]:
                 "adaptations": {"type": "array", "items": {"type": "string"}},
                 "comparator_version": {"type": "string"},
                 "baseline_noise_blocking": {"type": "boolean"},
+                "grades": {
+                    "type": ["object", "null"],
+                    "description": "The judge's grading status and both grades (acceptable, score, reason, "
+                    "judge_model, cost_usd); null when the route has no judge.",
+                    "properties": {
+                        "status": {"enum": ["graded", "failed", "over_budget", "not_sampled", "no_text"]},
+                        "judge_model": {"type": "string"},
+                        "judge_version": {"type": "string"},
+                        "baseline": {"type": ["object", "null"]},
+                        "candidate": {"type": ["object", "null"]},
+                        "cost_usd": {"type": "number"},
+                        "error": {"type": ["string", "null"]},
+                    },
+                },
                 "captured_at": {"type": ["string", "null"], "format": "date-time"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
