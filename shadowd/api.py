@@ -95,7 +95,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def runner_options() -> dict[str, Any]:
     """aiohttp server options: no access log, and protocol errors logged without the raw request bytes."""
-    return {"access_log": None, "logger": http_protocol_logger()}
+    # Request lines up to 64 KiB: a `query` of 4,096 characters, percent-encoded, must fit.
+    return {"access_log": None, "logger": http_protocol_logger(), "max_line_size": 65536}
 
 
 async def start_http(app: web.Application, listen: str) -> web.AppRunner:
