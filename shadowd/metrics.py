@@ -99,10 +99,46 @@ class Metrics:
             "USD left in the rollout's hourly shadow budget (budget.usd_per_hour), in this process; 0 = exhausted.",
             ["rollout"], registry=r,
         )
+        self.writer_queue = Gauge(
+            "shadowd_writer_queue_records", "Record outcomes waiting for the batch writer.", registry=r
+        )
+        self.gate_stage = Gauge("shadowd_gate_stage", "The rollout's stage (1-based) at the last gate evaluation.",
+                                ["rollout"], registry=r)
+        self.gate_samples = Gauge("shadowd_gate_samples", "Compared verdicts the gate counted.", ["rollout"],
+                                  registry=r)
+        self.gate_stage_samples = Gauge("shadowd_gate_stage_samples", "Compared verdicts in the current stage.",
+                                        ["rollout"], registry=r)
+        self.gate_rate_increase = Gauge(
+            "shadowd_gate_regression_rate_increase",
+            "Regression-rate increase over baseline noise: the estimate and the gate's anytime-valid bounds.",
+            ["rollout", "bound"], registry=r,
+        )
+        self.gate_candidate_rate = Gauge("shadowd_gate_candidate_regression_rate",
+                                         "Candidate regression rate the gate saw.", ["rollout"], registry=r)
+        self.gate_noise_rate = Gauge("shadowd_gate_baseline_noise_rate", "Baseline noise rate the gate saw.",
+                                     ["rollout"], registry=r)
         self.ttft = Histogram(
             "shadowd_model_ttft_seconds", "Time to first token of streamed replays, by model.", ["model"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r,
         )
+
+    def observe_gate(self, rollout: str, stage_index: int, figures: dict[str, Any]) -> None:
+        """The figures the gate decided on, per rollout (a figure the gate has no value for is left out)."""
+        self.gate_stage.labels(rollout).set(stage_index + 1)
+        for figure, gauge in (("samples", self.gate_samples), ("stage_samples", self.gate_stage_samples)):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                gauge.labels(rollout).set(value)
+        for figure, bound in (("rate_increase", "estimate"), ("rate_increase_lower", "lower"),
+                              ("rate_increase_upper", "upper")):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.gate_rate_increase.labels(rollout, bound).set(value)
+        for figure, gauge in (("candidate_regression_rate", self.gate_candidate_rate),
+                              ("baseline_noise_rate", self.gate_noise_rate)):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                gauge.labels(rollout).set(value)
 
     def observe_sides(self, rollout: str, sides: dict[str, Any]) -> None:
         """Spend, tokens and TTFT of a record's replayed sides (`{"baseline": SideResult, ...}`)."""

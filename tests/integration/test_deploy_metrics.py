@@ -124,7 +124,8 @@ async def test_every_dashboard_alert_and_hpa_metric_is_in_a_real_scrape(
     assert not missing, f"queried but not exported: {missing}"
     for name in ("shadowd_consumer_lag_records", "shadowd_records_total", "shadowd_verdicts_total",
                  "shadowd_model_call_seconds_bucket", "shadowd_model_ttft_seconds_bucket",
-                 "shadowd_spend_usd_total", "shadowd_tokens_total", "shadowd_budget_remaining_usd"):
+                 "shadowd_spend_usd_total", "shadowd_tokens_total", "shadowd_budget_remaining_usd",
+                 "shadowd_gate_samples", "shadowd_gate_stage", "shadowd_writer_queue_records"):
         assert name in sampled, f"{name} has no sample after {count} verdicts"
 
 

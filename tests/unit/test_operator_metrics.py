@@ -98,3 +98,18 @@ def test_standard_library_loggers_write_json_lines() -> None:
     assert "RuntimeError: boom" in by_logger["asyncio"]["exception"]
     assert any(line.get("event") == "verdict" for line in lines)
     assert len(lines) == 4
+
+
+def test_gate_figures_become_per_rollout_gauges_and_unknown_figures_are_left_out() -> None:
+    """The gate's stage, samples and bounds are exported per rollout; a missing or NaN figure sets nothing."""
+    metrics = Metrics()
+    metrics.observe_gate("r", 1, {"samples": 240, "stage_samples": 90, "rate_increase": 0.004,
+                                  "rate_increase_upper": 0.02, "rate_increase_lower": float("nan"),
+                                  "candidate_regression_rate": None, "baseline_noise_rate": 0.01})
+    assert _sample(metrics, "shadowd_gate_stage", {"rollout": "r"}) == 2
+    assert _sample(metrics, "shadowd_gate_samples", {"rollout": "r"}) == 240
+    assert _sample(metrics, "shadowd_gate_stage_samples", {"rollout": "r"}) == 90
+    assert _sample(metrics, "shadowd_gate_regression_rate_increase", {"rollout": "r", "bound": "upper"}) == 0.02
+    assert _sample(metrics, "shadowd_gate_regression_rate_increase", {"rollout": "r", "bound": "lower"}) is None
+    assert _sample(metrics, "shadowd_gate_candidate_regression_rate", {"rollout": "r"}) is None
+    assert _sample(metrics, "shadowd_gate_baseline_noise_rate", {"rollout": "r"}) == 0.01
