@@ -722,3 +722,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{sum(letters.values())} dead letters"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))})" if letters else "")
     )
+    errors = summary.get("errors_by_reason") or {}
+    if errors:
+        click.echo(f"error verdicts by reason: {', '.join(f'{k} {v}' for k, v in sorted(errors.items()))}")

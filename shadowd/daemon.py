@@ -20,7 +20,7 @@ from shadowd.api import ApiState, create_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
-from shadowd.metrics import Metrics
+from shadowd.metrics import Metrics, sample_consumer_lag
 from shadowd.pipeline import ShadowPipeline
 from shadowd.promoter import PromoterLoop
 from shadowd.wiring import model_client
@@ -115,6 +115,7 @@ async def async_run(
                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
             )
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
+        background.append(asyncio.create_task(sample_consumer_lag(consumer, metrics, stop), name="shadowd-lag"))
         log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,
                  rollouts=[r.name for r in config.rollouts])
         await mirror.run(stop, options.drain_timeout_s)

@@ -71,6 +71,9 @@ class ShadowPipeline:
         self.models = models
         self.store = store
         self.metrics = metrics or Metrics()
+        for rollout in config.rollouts:
+            if rollout.budget_usd_per_hour is not None:
+                self.metrics.budget_remaining.labels(rollout.name).set(rollout.budget_usd_per_hour)
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
@@ -182,6 +185,10 @@ class ShadowPipeline:
             noise.model.threshold = rules.value_noise_threshold
             spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
             self.spend[rollout.name].add(now_s, spent)
+            self.metrics.observe_sides(rollout.name, {"baseline": baseline, "candidate": candidate, "repeat": repeat})
+            if rollout.budget_usd_per_hour is not None:
+                left = rollout.budget_usd_per_hour - self.spend[rollout.name].spent(now_s)
+                self.metrics.budget_remaining.labels(rollout.name).set(max(0.0, left))
             side_reason = error_reason_of(baseline, candidate)
             if side_reason is ErrorReason.CAPACITY:
                 # The API was busy or away for one side past the deadline: no fair comparison, and

@@ -198,6 +198,7 @@ async def test_outage_past_the_deadline_is_error_capacity_never_the_candidate(
     assert figures["report"]["counts"]["error"] == count
     assert figures["report"]["errors_by_reason"] == {"capacity": count}
     assert figures["errors_by_reason"] == {"capacity": count}
+    assert figures["summary"]["errors_by_reason"] == {"capacity": count}
     assert "errors by reason" in figures["report_text"] and "capacity" in figures["report_text"]
 
 
