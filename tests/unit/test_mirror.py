@@ -239,3 +239,25 @@ def test_bad_settings_are_refused_at_construction() -> None:
         Mirror()
     with pytest.raises(TypeError, match="AsyncAnthropic"):
         Mirror(sink=MemorySink).wrap(object())
+
+
+async def test_hostile_values_are_escaped_or_dropped_and_counted_never_raised(server: FakeModelServer) -> None:
+    """NUL bytes, lone surrogates and markup survive as valid JSON; NaN (no JSON form) is a counted drop."""
+    hostile = "tenant \x00 [bold]x[/] \ud800 end"
+
+    def redact(envelope: dict[str, Any]) -> dict[str, Any]:
+        envelope["attributes"]["note"] = hostile
+        if envelope["request"]["messages"][0]["content"] == "nan":
+            envelope["request"]["temperature"] = float("nan")
+        return envelope
+
+    sink = MemorySink()
+    mirror = Mirror(sink=lambda: sink, redact=redact)
+    client = mirror.wrap(_client(server))
+    for text in ("fine", "nan"):
+        assert isinstance(await client.messages.create(**_request(text)), Message)
+    [body] = await _delivered(mirror, sink, 1)
+    stats = await mirror.aclose(5)
+    assert stats["dropped_by_reason"]["unserializable"] == 1 and stats["delivered"] == 1
+    envelope = parse_envelope(sink.records[0][1])
+    assert envelope.attributes["note"] == hostile and body["attributes"]["note"] == hostile
