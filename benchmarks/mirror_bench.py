@@ -138,6 +138,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 entry = results["variants"][f"{kind} mirrored, Kafka {state}"]
                 entry["added_p50_ms"] = round(entry["p50_ms"] - base["p50_ms"], 3)
                 entry["added_p99_ms"] = round(entry["p99_ms"] - base["p99_ms"], 3)
+        results["call_path"] = await call_path_cost(model.base_url, args.call_path_iterations)
         for state, mirror in mirrors.items():
             started = time.monotonic()
             stats = await mirror.aclose(5.0)
@@ -147,11 +148,40 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def call_path_cost(model_url: str, iterations: int) -> dict[str, Any]:
+    """The wrapper's own work on the call path (request copy, tags, sampling, hand-off), timed alone:
+    what `messages.create` through the wrapper adds to the same SDK call, without the network's noise."""
+    from shadowd.mirror import MemorySink
+
+    client = anthropic.AsyncAnthropic(base_url=model_url, api_key="bench", max_retries=0, timeout=30)
+    message = await client.messages.create(**request(0))
+    sink = MemorySink()
+    mirror = Mirror(sink=lambda: sink, max_queue=iterations + 10)
+    kwargs = request(0)
+    timings: list[float] = []
+    for i in range(iterations):
+        started = time.perf_counter()
+        call = mirror.start_call(client, kwargs, streamed=False)
+        assert call is not None
+        call.finish(message=message, request_id=f"{message.id}-{i}")
+        timings.append((time.perf_counter() - started) * 1e6)
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # let the publisher thread run as it would between calls
+    stats = await mirror.aclose(30)
+    await client.close()
+    return {"iterations": iterations, "p50_us": round(percentile(timings, 0.5), 1),
+            "p99_us": round(percentile(timings, 0.99), 1), "max_us": round(max(timings), 1),
+            "delivered": stats["delivered"]}
+
+
 def print_table(results: dict[str, Any]) -> None:
     print(f"\n{'variant':34} {'n':>6} {'p50 ms':>9} {'p99 ms':>9} {'+p50 ms':>9} {'+p99 ms':>9}")
     for name, entry in results["variants"].items():
         print(f"{name:34} {entry['n']:>6} {entry['p50_ms']:>9.3f} {entry['p99_ms']:>9.3f} "
               f"{entry.get('added_p50_ms', 0.0):>9.3f} {entry.get('added_p99_ms', 0.0):>9.3f}")
+    path = results["call_path"]
+    print(f"\nthe wrapper's own work per call ({path['iterations']} calls): p50 {path['p50_us']} us, "
+          f"p99 {path['p99_us']} us, max {path['max_us']} us")
     for state in ("up", "down"):
         stats = results.get(f"mirror_kafka_{state}")
         if stats:
@@ -165,6 +195,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=200, help="Calls per block.")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model-latency-ms", type=float, default=5.0)
+    parser.add_argument("--call-path-iterations", type=int, default=20_000)
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "mirror-latest.json")
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -178,4 +178,52 @@ def _epoch(value: Any) -> float:
     return time.time()
 
 
-__all__ = ["LITELLM_ANTHROPIC_VERSION", "ShadowdMirrorCallback", "capture_of", "messages_form"]
+
+
+
+# --- the canary share as LiteLLM deployment weights (SPEC §10) ---------------------------------------
+
+
+def fetch_weights(api_url: str, rollout: str, token: str | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
+    """`GET /v1/rollouts/{rollout}/weights` from shadowd's API."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{api_url.rstrip('/')}/v1/rollouts/{urllib.parse.quote(rollout, safe='')}/weights"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        body: dict[str, Any] = json.loads(response.read(1024 * 1024))
+    return body
+
+
+def apply_canary_weights(router: Any, weights: Mapping[str, Any], model_name: str) -> int:
+    """Set `litellm_params.weight` of the `model_name` deployments serving the baseline and the candidate.
+
+    A deployment serves a model when its `litellm_params.model` is that model, with or without a
+    provider prefix (`anthropic/claude-opus-4-7`). Returns the number of deployments changed; raises
+    ValueError when the router has no deployment for one of the two models (nothing is changed then).
+    """
+    targets = {str(weights[side]["model"]): float(weights[side]["weight"]) for side in ("baseline", "candidate")}
+    model_list = [dict(d, litellm_params=dict(d.get("litellm_params") or {})) for d in router.get_model_list() or []]
+    found: set[str] = set()
+    changed = 0
+    for deployment in model_list:
+        if deployment.get("model_name") != model_name:
+            continue
+        served = str(deployment["litellm_params"].get("model", "")).rpartition("/")[2]
+        if served in targets:
+            found.add(served)
+            if deployment["litellm_params"].get("weight") != targets[served]:
+                deployment["litellm_params"]["weight"] = targets[served]
+                changed += 1
+    missing = set(targets) - found
+    if missing:
+        raise ValueError(f"the router has no {model_name!r} deployment for {', '.join(sorted(missing))}")
+    if changed:
+        router.set_model_list(model_list)
+    return changed
+
+__all__ = ["LITELLM_ANTHROPIC_VERSION", "ShadowdMirrorCallback", "apply_canary_weights", "capture_of", "fetch_weights",
+           "messages_form"]
