@@ -529,6 +529,12 @@ class SqlVerdictStore:
             )
             return {str(row.error_reason or "unknown"): int(row.n) for row in rows}
 
+    async def grade_route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
+        """The judge's totals per route of one rollout (rollup_grades; call after a roll-up)."""
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(rollup_grades).where(rollup_grades.c.rollout == rollout))).all()
+        return _grade_figures(rows, 0, None)["by_route"]  # type: ignore[no-any-return]
+
     async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
         """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
         await self.roll_up(rollout)

@@ -230,3 +230,45 @@ def test_fake_judge_grades_from_the_answer_marker_with_deterministic_noise() -> 
     from shadowd.fakemodel.generate import answer_under_grading
 
     assert WRONG_ANSWER_MARKER not in answer_under_grading(view_request(body))
+
+
+async def test_a_silent_judge_is_reported_and_acceptability_reaches_the_routes_table(
+    tmp_path: Path, cleanup: list[Any]
+) -> None:
+    """Twenty failed gradings in a row make the report say the judge is silent; graded ones fill routes' acceptability."""
+    from shadowd.routing import build_routes_table
+
+    pipeline, server, store = await make(tmp_path, {JUDGE_MODEL: {"faults": {"error": 1.0}}}, judge=JUDGE_ALL)
+    cleanup += [pipeline.models, server, store]
+    spec = pipeline.config.rollout("r")
+    assert spec is not None
+    failing = []
+    for i in range(21):
+        failing += (await pipeline.replay_record(record(envelope(f"g{i}"), i + 1))).verdicts
+    assert all(v.grading and v.grading.status == "failed" for v in failing)
+    await store.save(failing[:19], [])
+    near_miss = await build_report(store, spec)
+    assert near_miss["judge"]["failed_streak"] == 19 and not near_miss["judge"]["silent"]
+    assert not any(r.startswith("judge silent") for r in near_miss["reasons"])
+    await store.save(failing[19:], [])
+    report = await build_report(store, spec)
+    assert report["judge"]["silent"] and "grading call failed: HTTP 500" in report["judge"]["last_error"]
+    assert any(r.startswith("judge silent: the last 21 gradings all failed") for r in report["reasons"])
+    table = await build_routes_table(store, pipeline.config)
+    assert all(row["acceptability"] is None for row in table["items"])  # nothing graded yet
+
+    second = tmp_path / "ok"
+    second.mkdir()
+    ok_pipeline, ok_server, ok_store = await make(second, {"claude-opus-4-7": {"faults": {"wrong_answer": 0.5}}},
+                                                  judge=JUDGE_ALL)
+    cleanup += [ok_pipeline.models, ok_server, ok_store]
+    graded = []
+    for i in range(12):
+        graded += (await ok_pipeline.replay_record(record(envelope(f"ok{i}"), i + 1))).verdicts
+    await ok_store.save(graded, [])
+    rows = {row["role"]: row for row in (await build_routes_table(ok_store, ok_pipeline.config))["items"]}
+    wrong = sum(1 for v in graded if v.grading and v.grading.candidate_acceptable is False)
+    assert rows["baseline"]["acceptability"] == 1.0 and rows["baseline"]["graded"] == 12
+    assert rows["candidate"]["acceptability"] == pytest.approx((12 - wrong) / 12)
+    low, high = rows["candidate"]["acceptability_ci"]
+    assert low <= rows["candidate"]["acceptability"] <= high
