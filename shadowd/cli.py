@@ -309,7 +309,7 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
     specs = [ctx.rollout(config, rollout_name)] if rollout_name else list(config.rollouts)
     if not specs:
         raise click.UsageError("the config declares no rollouts")
-    reports = run_async(_reports(ctx, specs))
+    reports = run_async(_reports(ctx, specs, lambda route: config.rules_for(route).value_noise_threshold))
     if ctx.as_json:
         emit_json(reports[0] if rollout_name else reports)
     else:
@@ -319,11 +319,13 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
         sys.exit(EXIT_GATE_FAILED)
 
 
-async def _reports(ctx: Context, specs: list[RolloutSpec]) -> list[dict[str, Any]]:
+async def _reports(
+    ctx: Context, specs: list[RolloutSpec], threshold_for: Callable[[str], float] | None = None
+) -> list[dict[str, Any]]:
     from shadowd.report import build_report
 
     async with _store(ctx) as store:
-        return [await build_report(store, spec) for spec in specs]
+        return [await build_report(store, spec, threshold_for) for spec in specs]
 
 
 @main.command()

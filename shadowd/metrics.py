@@ -99,6 +99,9 @@ class Metrics:
             "USD left in the rollout's hourly shadow budget (budget.usd_per_hour), in this process; 0 = exhausted.",
             ["rollout"], registry=r,
         )
+        self.kafka_reachable = Gauge(
+            "shadowd_kafka_reachable", "1 when the last lag sample reached the Kafka brokers, else 0.", registry=r
+        )
         self.writer_queue = Gauge(
             "shadowd_writer_queue_records", "Record outcomes waiting for the batch writer.", registry=r
         )
@@ -159,11 +162,14 @@ class Metrics:
 
 async def sample_consumer_lag(consumer: Any, metrics: Metrics, stop: asyncio.Event, interval_s: float = 15.0) -> None:
     """Until `stop`: per assigned partition, end offset minus the group's committed offset into
-    `shadowd_consumer_lag_records`. Kafka being away is logged, never fatal: the gauge keeps its last value."""
+    `shadowd_consumer_lag_records`, and whether Kafka answered into `shadowd_kafka_reachable`. Kafka being
+    away is logged, never fatal (readiness does not depend on it): the lag keeps its last value."""
     reported: set[tuple[str, str]] = set()
     while not stop.is_set():
         try:
             assigned = list(consumer.assignment())
+            if not assigned:
+                await consumer.topics()  # a metadata round trip: is the broker there at all?
             ends = await consumer.end_offsets(assigned) if assigned else {}
             now: set[tuple[str, str]] = set()
             for tp, end in ends.items():
@@ -175,7 +181,9 @@ async def sample_consumer_lag(consumer: Any, metrics: Metrics, stop: asyncio.Eve
                 with contextlib.suppress(KeyError):
                     metrics.consumer_lag.remove(*labels)
             reported = now
+            metrics.kafka_reachable.set(1)
         except Exception as exc:  # a metric must never stop the daemon
-            log.warning("consumer_lag_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+            metrics.kafka_reachable.set(0)
+            log.warning("kafka_unreachable", error=f"{type(exc).__name__}: {exc}"[:300])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_s)

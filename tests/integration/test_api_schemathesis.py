@@ -74,3 +74,30 @@ async def test_schemathesis_finds_no_server_error_or_conformance_failure(api_ser
     assert " passed" in output and "failure" not in output and "Missing test data" not in output, summary
     server_log = log.read_text(encoding="utf-8")
     assert ADMIN not in server_log and READ not in server_log
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/v1/rollouts/clean/verdicts?route=%00", "route"),
+        ("/v1/rollouts/clean/verdicts/%00", "request_id"),
+        ("/v1/rollouts/clean/verdicts?since=9999999999d", "since"),
+        ("/v1/rollouts/clean/verdicts?since=0001-01-01T00:00:00%2B23:59", "since"),
+        ("/v1/rollouts/clean/verdicts?since=9999-12-31T23:59:59-23:59", "since"),
+    ],
+)
+async def test_postgresql_never_sees_text_it_cannot_hold(
+    api_server: tuple[str, Path], path: str, parameter: str
+) -> None:
+    """On PostgreSQL, NUL and out-of-range times are 400 naming the parameter, never a 503 with driver text."""
+    import aiohttp
+
+    base_url, log = api_server
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base_url + path, headers={"Authorization": f"Bearer {READ}"}) as response:
+            body = await response.json()
+            assert response.status == 400, body
+            assert body["parameter"] == parameter
+        async with session.get(base_url + "/v1/rollouts/clean/verdicts", headers={"Authorization": f"Bearer {READ}"}) as ok:
+            assert ok.status == 200 and len((await ok.json())["items"]) == 40
+    assert "DBAPIError" not in log.read_text(encoding="utf-8")
