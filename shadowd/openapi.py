@@ -822,6 +822,8 @@ def _schemas() -> dict[str, Any]:
                 "state": {"type": ["string", "null"]},
                 "stage": {"type": ["integer", "null"]},
                 "reasons": {"type": "array", "items": {"type": "string"}},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "FlaggerPayload": _flagger_payload(gate=False),
@@ -839,6 +841,8 @@ def _schemas() -> dict[str, Any]:
                 "reason": {"type": "string"},
                 "reasons": {"type": "array", "items": {"type": "string"}},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "FlaggerRollbackResult": {
@@ -851,6 +855,8 @@ def _schemas() -> dict[str, Any]:
                 "state": state,
                 "reason": {"type": "string"},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "PrometheusVector": {
