@@ -21,7 +21,7 @@ from shadowd.core.results import SideResult
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
-from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
+from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
 
 log = structlog.get_logger("shadowd.pipeline")
 
@@ -206,6 +206,7 @@ class ShadowPipeline:
             baseline_noise_blocking=noise_blocking,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
             attributes=envelope.attributes,
+            request=summarise_request(envelope.request),
             source=record.source if record else None,
             partition=record.partition if record else None,
             offset=record.offset if record else None,
