@@ -7,18 +7,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.auth import AuthThrottle, TokenRegistry
 from shadowd.config import Config
+from shadowd.logging import http_protocol_logger
 from shadowd.metrics import Metrics
+
+log = structlog.get_logger("shadowd.api")
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
 @dataclass
 class ApiState:
+    """What the handlers share. `admin_token` and `read_token` join `tokens` as the tokens named
+    `admin` and `read` (SHADOWD_ADMIN_TOKEN, SHADOWD_READ_TOKEN)."""
+
     config: Config
     store: SqlVerdictStore
     metrics: Metrics
@@ -27,14 +35,27 @@ class ApiState:
     # name -> check; a check raises when its dependency is unreachable.
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     publish_decision: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    tokens: TokenRegistry = field(default_factory=TokenRegistry)
+    throttle: AuthThrottle = field(default_factory=AuthThrottle)
+
+    def __post_init__(self) -> None:
+        for name, token, role in (("admin", self.admin_token, "admin"), ("read", self.read_token, "read")):
+            if token and name not in self.tokens.names():
+                self.tokens.add_token(name, token, role)  # type: ignore[arg-type]
 
 
 STATE_KEY = web.AppKey("shadowd_state", ApiState)
+OPEN_READS_KEY = web.AppKey("shadowd_open_reads", bool)
+MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(state: ApiState) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+def create_app(state: ApiState, *, open_reads: bool = False) -> web.Application:
+    """The API. Reads of reports, verdicts and decisions need a read or admin token unless `open_reads`
+    (`run --open-reads`; the demo and `serve` on loopback); Flagger's webhooks and the health
+    endpoints are always open."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE_KEY] = state
+    app[OPEN_READS_KEY] = open_reads
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -56,9 +77,13 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(check(), timeout=3.0)
             checks[name] = "ok"
-        except Exception as exc:  # whatever the driver raises, the answer is "not ready" with the reason
+        except TimeoutError:
             ready = False
-            checks[name] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+            checks[name] = "unreachable: no answer within 3 s"
+        except Exception as exc:  # whatever the driver raises: "not ready"; the cause (hosts, users) is logged
+            ready = False
+            checks[name] = "unreachable: see the server log"
+            log.warning("readiness_check_failed", check=name, error=repr(exc)[:500])
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
@@ -68,11 +93,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def runner_options() -> dict[str, Any]:
+    """aiohttp server options: no access log, and protocol errors logged without the raw request bytes."""
+    return {"access_log": None, "logger": http_protocol_logger()}
+
+
 async def start_http(app: web.Application, listen: str) -> web.AppRunner:
     host, _, port = listen.rpartition(":")
     if not port.isdigit():
         raise ValueError(f"--http must be HOST:PORT, got {listen!r}")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **runner_options())
     await runner.setup()
     await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
     return runner

@@ -6,9 +6,6 @@ bottom (`analysis_verdict`, `flagger_gate_verdict`, `flagger_rollback_verdict`),
 
 from __future__ import annotations
 
-import functools
-import hmac
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,12 +15,21 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from sqlalchemy.exc import SQLAlchemyError
 
 from shadowd.adapters.sql_store import VerdictFilter
 from shadowd.api import STATE_KEY, ApiState
 from shadowd.api_pages import add_page_routes
+from shadowd.api_security import (
+    DATABASE_UNAVAILABLE,
+    BadParameter,
+    authenticate,
+    error_response,
+    json_errors,
+    json_object,
+    json_response,
+    request_identity,
+    storable_text,
+)
 from shadowd.core.findings import CODES, Status
 from shadowd.core.rollout import RolloutSpec
 from shadowd.openapi import openapi_document
@@ -71,8 +77,8 @@ FLAGGER_CANARY_PHASES = frozenset(
 
 def add_routes(app: web.Application) -> None:
     """Register the /v1 and /api/v1 endpoints and /openapi.json; state comes from `app[STATE_KEY]`."""
-    app.middlewares.append(_json_errors)
-    app.middlewares.append(_read_auth)
+    app.middlewares.append(json_errors)
+    app.middlewares.append(authenticate)
     router = app.router
     router.add_get("/openapi.json", openapi_json)
     router.add_get("/v1/rollouts", list_rollouts)
@@ -92,79 +98,8 @@ def add_routes(app: web.Application) -> None:
 # --- plumbing ----------------------------------------------------------------------------------------
 
 
-class BadParameter(Exception):
-    """A request parameter (query, body field) that cannot be used; answered 400 naming it."""
-
-    def __init__(self, parameter: str, reason: str) -> None:
-        super().__init__(f"{parameter}: {reason}")
-        self.parameter = parameter
-        self.reason = reason
-
-
-_dumps = functools.partial(json.dumps, default=str)
-
-
-def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
-
-
-def _error(
-    status: int, error: str, reason: str, headers: Mapping[str, str] | None = None, **extra: Any
-) -> web.Response:
-    return _json({"error": error, "reason": reason, **extra}, status=status, headers=headers)
-
-
-def _is_api_path(path: str) -> bool:
-    return path.startswith(("/v1/", "/api/v1/")) or path == "/v1"
-
-
-@web.middleware
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Under /v1 and /api/v1 every failure is JSON: bad parameters 400, router errors, database down 503."""
-    try:
-        return await handler(request)
-    except BadParameter as exc:
-        return _error(400, "bad parameter", exc.reason, parameter=exc.parameter)
-    except web.HTTPException as exc:
-        if exc.status < 400 or not _is_api_path(request.path):
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        reason = f"{request.method} {request.path}: {exc.reason}"
-        return _error(exc.status, exc.reason.lower(), reason, headers=headers)
-    except (SQLAlchemyError, OSError) as exc:
-        if not _is_api_path(request.path):
-            raise
-        log.warning("api_database_error", path=request.path, error=repr(exc)[:500])
-        return _error(503, "database unavailable", _describe(exc))
-
-
-def _is_read(request: web.Request) -> bool:
-    if request.path.startswith("/api/v1/"):
-        return True  # the Prometheus-compatible query API, GET or POST, only reads
-    return request.method in ("GET", "HEAD") and (request.path.startswith("/v1/") or request.path == "/v1")
-
-
-@web.middleware
-async def _read_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With a read token set, reads need it (or the admin token); health, metrics, the document stay open."""
-    state = request.app[STATE_KEY]
-    if state.read_token and _is_read(request):
-        if not (_bearer_is(request, state.read_token) or _bearer_is(request, state.admin_token)):
-            return _unauthorized("this endpoint needs `Authorization: Bearer <read token>`")
-    return await handler(request)
-
-
-def _bearer_is(request: web.Request, token: str | None) -> bool:
-    if not token:
-        return False
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
-        return False
-    return hmac.compare_digest(presented.strip().encode(), token.encode())
-
-
-def _unauthorized(reason: str) -> web.Response:
-    return _error(401, "unauthorized", reason, headers={"WWW-Authenticate": 'Bearer realm="shadowd"'})
+_json = json_response
+_error = error_response
 
 
 def _state(request: web.Request) -> ApiState:
@@ -178,13 +113,14 @@ def _unknown_rollout(state: ApiState, name: str) -> web.Response:
     )
 
 
+_ROLLOUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 async def _known_rollout(state: ApiState, name: str) -> bool:
     """Configured now, or with stored verdicts or decisions (a retired rollout's verdicts stay readable)."""
-    return state.config.rollout(name) is not None or name in await state.store.rollout_names()
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+    if state.config.rollout(name) is not None:
+        return True
+    return _ROLLOUT_NAME.match(name) is not None and name in await state.store.rollout_names()
 
 
 def _now() -> datetime:
@@ -248,8 +184,8 @@ def verdict_query(query: Mapping[str, str], now: datetime) -> tuple[VerdictFilte
     if code is not None and code not in CODES:
         raise BadParameter("code", f"unknown finding code {code!r}")
     route = query.get("route")
-    if route is not None and not 1 <= len(route) <= 256:
-        raise BadParameter("route", "must be 1 to 256 characters")
+    if route is not None:
+        storable_text("route", route, 256)
     since = query.get("since")
     try:
         since_at = parse_since(since, now) if since is not None else None
@@ -282,10 +218,11 @@ async def list_verdicts(request: web.Request) -> web.Response:
 async def get_verdict(request: web.Request) -> web.Response:
     state = _state(request)
     name, request_id = request.match_info["name"], request.match_info["request_id"]
+    storable_text("request_id", request_id, 256)
+    if not await _known_rollout(state, name):
+        return _unknown_rollout(state, name)
     row = await state.store.get_verdict(name, request_id)
     if row is None:
-        if not await _known_rollout(state, name):
-            return _unknown_rollout(state, name)
         return _error(
             404,
             "verdict not found",
@@ -323,22 +260,20 @@ async def list_decisions(request: web.Request) -> web.Response:
 async def manual_action(request: web.Request) -> web.Response:
     state = _state(request)
     name, action = request.match_info["name"], _ACTIONS[request.match_info["action"]]
-    if not state.admin_token:
-        return _error(
-            403,
-            "manual control disabled",
-            "no admin token is configured (SHADOWD_ADMIN_TOKEN), so the API accepts no manual action",
-        )
-    if not _bearer_is(request, state.admin_token):
-        return _unauthorized(f"{action} needs `Authorization: Bearer <admin token>`")
+    identity = request_identity(request)
+    if identity is None:  # the authenticate middleware admits no change without one
+        return _error(401, "unauthorized", f"{action} needs `Authorization: Bearer <admin token>`")
     spec = state.config.rollout(name)
     if spec is None:
         return _unknown_rollout(state, name)
-    body = await _json_object(request, required=False)
-    actor = _optional_text(body, "actor", 200)
+    body = await json_object(request, required=False)
+    stated = _optional_text(body, "actor", 200)
     note = _optional_text(body, "reason", 2000)
+    if stated and stated != identity.name:
+        # The audit actor is the token's name; a name in the body is only the caller's word, kept as such.
+        note = f"(stated actor: {stated}) {note or ''}".strip()
     try:
-        applied = await apply_manual(state.store, spec, action, f"api:{actor or 'anonymous'}", _now(), note)
+        applied = await apply_manual(state.store, spec, action, f"api:{identity.name}", _now(), note)
     except ManualActionError as exc:
         return _error(409, "conflict", str(exc), rollout=name, action=action)
     decision = applied.to_dict()
@@ -356,23 +291,8 @@ async def manual_action(request: web.Request) -> web.Response:
         try:
             await state.publish_decision(decision)
         except Exception as exc:  # the action is recorded; a broker outage must not turn it into an error
-            log.warning("decision_publish_failed", rollout=name, action=action, error=_describe(exc))
+            log.warning("decision_publish_failed", rollout=name, action=action, error=repr(exc)[:500])
     return _json(decision)
-
-
-async def _json_object(request: web.Request, *, required: bool) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise BadParameter("body", "a JSON object is required")
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadParameter("body", f"not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadParameter("body", f"must be a JSON object, got {type(body).__name__}")
-    return body
 
 
 def _optional_text(body: Mapping[str, Any], key: str, max_length: int) -> str | None:
@@ -406,7 +326,7 @@ async def argo_analysis(request: web.Request) -> web.Response:
     except Exception as exc:  # whatever the driver raises, Argo must get a body: keep measuring
         log.warning("analysis_database_error", rollout=name, error=repr(exc)[:500])
         return _json(
-            _analysis_body(name, "continue", f"shadowd cannot read its database now ({_describe(exc)})")
+            _analysis_body(name, "continue", DATABASE_UNAVAILABLE)
         )
     verdict, reason = analysis_verdict(report, want_percent, want_stage)
     return _json(_analysis_body(name, verdict, reason, report))
@@ -520,7 +440,7 @@ class FlaggerCall:
 
 
 async def _flagger_call(request: web.Request) -> FlaggerCall:
-    body = await _json_object(request, required=True)
+    body = await json_object(request, required=True)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise BadParameter("name", "the canary name is required (a non-empty string)")
@@ -594,7 +514,7 @@ async def flagger_gate(request: web.Request) -> web.Response:
                 "ok": False,
                 **base,
                 "error": "database unavailable",
-                "reason": f"shadowd cannot read its database now ({_describe(exc)}); holding",
+                "reason": f"{DATABASE_UNAVAILABLE}; holding",
             },
             status=403,
         )
@@ -648,7 +568,7 @@ async def flagger_rollback(request: web.Request) -> web.Response:
                 "rollback": False,
                 **base,
                 "error": "database unavailable",
-                "reason": f"shadowd cannot read its database now ({_describe(exc)}); no rollback signalled",
+                "reason": f"{DATABASE_UNAVAILABLE}; no rollback signalled",
             },
             status=409,
         )
@@ -741,10 +661,20 @@ def _prom_error(status: int, error_type: str, error: str) -> web.Response:
 async def prometheus_query(request: web.Request) -> web.Response:
     """`/api/v1/query` in the Prometheus HTTP API shape, for Flagger's prometheus metric provider."""
     state = _state(request)
-    params: Mapping[str, Any] = await request.post() if request.method == "POST" else request.query
+    params: Mapping[str, Any] = request.query
+    if request.method == "POST":
+        try:
+            params = await request.post()
+        except web.HTTPException:
+            raise  # 413: the body is over the size limit
+        except (ValueError, AssertionError, LookupError, UnicodeError) as exc:
+            # e.g. multipart without a boundary, or a charset Python does not know
+            return _prom_error(400, "bad_data", f"cannot read the form body ({type(exc).__name__})")
     query = params.get("query")
     if not isinstance(query, str) or not query.strip():
-        return _prom_error(400, "bad_data", "the `query` parameter is required")
+        return _prom_error(400, "bad_data", "the `query` parameter is required (a non-empty string)")
+    if len(query) > 4096:
+        return _prom_error(400, "bad_data", "the `query` parameter is longer than 4096 characters")
     try:
         parsed = parse_prom_query(query)
     except PromBadData as exc:
@@ -773,7 +703,7 @@ async def prometheus_query(request: web.Request) -> web.Response:
                 )
     except Exception as exc:  # answered in the Prometheus error shape, whatever the driver raised
         log.warning("prometheus_query_database_error", query=query, error=repr(exc)[:500])
-        return _prom_error(503, "unavailable", f"shadowd cannot read its database now ({_describe(exc)})")
+        return _prom_error(503, "unavailable", DATABASE_UNAVAILABLE)
     body: dict[str, Any] = {"status": "success", "data": {"resultType": "vector", "result": result}}
     if warnings:
         body["warnings"] = warnings

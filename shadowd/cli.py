@@ -18,7 +18,7 @@ import click
 from shadowd import __version__
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.rollout import RolloutSpec
-from shadowd.logging import configure_logging
+from shadowd.logging import configure_logging, register_secrets
 
 T = TypeVar("T")
 DEFAULT_DB = "sqlite:///shadowd.db"
@@ -54,9 +54,12 @@ class Context:
         self.config_path = config or self.settings.config
         self.as_json = as_json
         configure_logging(level, self.settings.log_format)
+        register_secrets([self.settings.admin_token, self.settings.read_token])
 
     def config(self) -> Config:
-        return load_config(self.config_path, self.settings)
+        config = load_config(self.config_path, self.settings)
+        register_secrets([config.api_key()])
+        return config
 
     def rollout(self, config: Config, name: str) -> RolloutSpec:
         spec = config.rollout(name)
@@ -161,13 +164,17 @@ def main() -> None:
 @click.option("--drain-timeout", default=60.0, show_default=True, help="Seconds to finish in-flight work on SIGTERM.")
 @click.option("--no-promoter", is_flag=True, help="Do not take part in the promoter election.")
 @click.option("--promoter-interval", default=30.0, show_default=True, help="Seconds between gate evaluations.")
-def run(ctx: Context, http: str | None, drain_timeout: float, no_promoter: bool, promoter_interval: float) -> None:
+@click.option("--open-reads", is_flag=True,
+              help="Let the HTTP API answer report and verdict reads without a token (when no read token is set).")
+def run(ctx: Context, http: str | None, drain_timeout: float, no_promoter: bool, promoter_interval: float,
+        open_reads: bool) -> None:
     """The daemon: Kafka in, verdicts out, promoter, HTTP API."""
     from shadowd.daemon import DaemonOptions, run_daemon
 
     config = _config_or_exit(ctx)
     options = DaemonOptions(
-        http=http, drain_timeout_s=drain_timeout, promoter=not no_promoter, promoter_interval_s=promoter_interval
+        http=http, drain_timeout_s=drain_timeout, promoter=not no_promoter, promoter_interval_s=promoter_interval,
+        open_reads=open_reads, tokens=_tokens_or_exit(ctx),
     )
     sys.exit(run_daemon(config, ctx.settings, ctx.db_url, options))
 
@@ -631,6 +638,36 @@ def fake_model(host: str, port: int, behaviours: Path | None, log_level: str) ->
     serve_forever(loaded, host, port)
 
 
+@main.group()
+def token() -> None:
+    """Named API tokens for SHADOWD_TOKENS_FILE (stored there as SHA-256 hashes only)."""
+
+
+@token.command("new")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["read", "admin"]), default="read", show_default=True)
+def token_new(name: str, role: str) -> None:
+    """Print a fresh random token (give it to the caller) and the entry for the tokens file (keep that)."""
+    import secrets
+
+    from shadowd.auth import hash_token
+
+    value = secrets.token_urlsafe(32)
+    click.echo(f"token (shown once): {value}", err=True)
+    click.echo(f"{name}: {{sha256: {hash_token(value)}, role: {role}}}")
+
+
+@token.command("hash")
+def token_hash() -> None:
+    """Read a token on stdin and print its SHA-256, as the tokens file stores it."""
+    from shadowd.auth import hash_token
+
+    value = sys.stdin.readline().strip()
+    if not value:
+        raise click.UsageError("give the token on stdin, e.g. `printf %s \"$TOKEN\" | shadowd token hash`")
+    click.echo(hash_token(value))
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -666,6 +703,16 @@ def _config_or_exit(ctx: Context) -> Config:
     try:
         return ctx.config()
     except ConfigError as exc:
+        click.echo(f"config error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _tokens_or_exit(ctx: Context) -> Any:
+    from shadowd.auth import TokenFileError, load_tokens
+
+    try:
+        return load_tokens(ctx.settings.tokens_file, ctx.settings.admin_token, ctx.settings.read_token)
+    except (TokenFileError, ValueError) as exc:
         click.echo(f"config error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
 

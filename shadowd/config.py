@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     admin_token: str | None = None
     read_token: str | None = None
+    tokens_file: Path | None = None  # named API tokens, hashed: name -> {sha256, role}
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -66,6 +67,9 @@ class ModelsConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     max_concurrency: int = Field(default=256, ge=1)
     max_attempts: int = Field(default=4, ge=1, le=20)
+    # Capacity errors (429, 529, overload, timeouts, connection errors) are retried until this many
+    # seconds after a record's replay began: a shadow can wait.
+    retry_deadline_s: float = Field(default=600.0, gt=0, le=86_400)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
 from shadowd.adapters.sql_store import open_store
 from shadowd.api import ApiState, create_app, start_http
+from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
 from shadowd.metrics import Metrics
@@ -34,6 +35,8 @@ class DaemonOptions:
     drain_timeout_s: float = 60.0
     promoter: bool = True
     promoter_interval_s: float = 30.0
+    open_reads: bool = False  # anonymous report and verdict reads over HTTP (`run --open-reads`)
+    tokens: TokenRegistry | None = None  # None: SHADOWD_ADMIN_TOKEN and SHADOWD_READ_TOKEN only
 
 
 def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonOptions) -> int:
@@ -67,7 +70,7 @@ async def async_run(
     store = await _open_store_when_up(db_url, stop)
     if store is None:
         return
-    models = model_client(config)
+    models = model_client(config, metrics=metrics)
     writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
     # Records in flight are bounded so that their model calls fit in models.max_concurrency.
@@ -97,10 +100,11 @@ async def async_run(
                 config=config, store=store, metrics=metrics,
                 admin_token=settings.admin_token, read_token=settings.read_token,
                 readiness={"database": store.ping, "kafka": lambda: _kafka_ping(consumer)},
-                publish_decision=publish_decision,
+                publish_decision=publish_decision, tokens=options.tokens or TokenRegistry(),
             )
-            runner = await start_http(create_app(state), options.http)
-            log.info("http_listening", listen=options.http)
+            runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
+            log.info("http_listening", listen=options.http, open_reads=options.open_reads,
+                     token_names=state.tokens.names())
         if options.promoter and config.rollouts:
             promoter = PromoterLoop(
                 store, config.rollouts, interval_s=options.promoter_interval_s,

@@ -16,6 +16,25 @@ class Metrics:
         self.model_calls = Counter(
             "shadowd_model_calls_total", "Model calls by model and outcome.", ["model", "outcome"], registry=r
         )
+        self.model_attempts = Counter(
+            "shadowd_model_attempts_total",
+            "Model call attempts by model, outcome (ok, capacity, server, request, response) and status "
+            "(HTTP code, or timeout, connection, stream for an error event inside a 200 stream, invalid).",
+            ["model", "outcome", "status"],
+            registry=r,
+        )
+        self.model_retries = Counter(
+            "shadowd_model_retries_total", "Model call retries by model and failure kind.", ["model", "failure"],
+            registry=r,
+        )
+        self.model_concurrency_limit = Gauge(
+            "shadowd_model_concurrency_limit",
+            "Model calls allowed in flight now (the adaptive limit, at most models.max_concurrency).",
+            registry=r,
+        )
+        self.error_verdicts = Counter(
+            "shadowd_error_verdicts_total", "Error verdicts by rollout and reason.", ["rollout", "reason"], registry=r
+        )
         self.model_latency = Histogram(
             "shadowd_model_call_seconds",
             "Model call latency, including retries.",
@@ -31,6 +50,13 @@ class Metrics:
         )
         self.canary_percent = Gauge("shadowd_canary_percent", "Current canary share.", ["rollout"], registry=r)
         self.regression_rate = Gauge("shadowd_regression_rate", "Regression rate.", ["rollout"], registry=r)
+        self.auth_failures = Counter(
+            "shadowd_auth_failures_total",
+            "HTTP API requests refused for their credentials, by reason "
+            "(missing, malformed, unknown_token, forbidden, throttled).",
+            ["reason"],
+            registry=r,
+        )
         self.gate_decisions = Counter(
             "shadowd_gate_decisions_total", "Gate decisions.", ["rollout", "decision"], registry=r
         )

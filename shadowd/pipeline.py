@@ -17,7 +17,7 @@ from shadowd.core.adaptation import adapt_request
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
-from shadowd.core.results import SideResult
+from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
@@ -112,6 +112,8 @@ class ShadowPipeline:
             else:
                 active.append(rollout)
 
+        # Capacity errors are retried until this deadline, shared by every call the record makes.
+        deadline = time.monotonic() + self.config.models.retry_deadline_s
         # Rollouts that share a baseline share its replay: one call serves them all.
         baseline_calls: dict[tuple[str, str, bool], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
         candidate_calls: list[tuple[RolloutSpec, asyncio.Task[tuple[SideResult, tuple[str, ...]]]]] = []
@@ -119,13 +121,32 @@ class ShadowPipeline:
             for rollout in active:
                 key = (rollout.baseline, rollout.baseline_source, rollout.noise_check)
                 if key not in baseline_calls:
-                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout))
-                candidate_calls.append((rollout, group.create_task(self._replay(envelope, rollout.candidate))))
+                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout, deadline))
+                candidate_calls.append(
+                    (rollout, group.create_task(self._replay(envelope, rollout.candidate, deadline)))
+                )
 
         verdicts = skipped
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
             baseline, repeat = baseline_calls[(rollout.baseline, rollout.baseline_source, rollout.noise_check)].result()
+            spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
+            self.spend[rollout.name].add(now_s, spent)
+            side_reason = error_reason_of(baseline, candidate)
+            if side_reason is ErrorReason.CAPACITY:
+                # The API was busy or away for one side past the deadline: no fair comparison, and
+                # never a finding against the candidate.
+                failed = baseline if not baseline.ok else candidate
+                verdicts.append(
+                    self._verdict(
+                        envelope, rollout, record, Status.ERROR,
+                        reason=f"capacity: {'baseline' if failed is baseline else 'candidate'} call failed: "
+                        f"{(failed.error or 'unknown error')[:300]}",
+                        error_reason=ErrorReason.CAPACITY, baseline=baseline, candidate=candidate,
+                        repeat=repeat, adaptations=adaptations,
+                    )
+                )
+                continue
             comparison = compare(
                 baseline,
                 candidate,
@@ -133,21 +154,24 @@ class ShadowPipeline:
                 rules=self.config.rules_for(envelope.route),
                 tools=_tools(envelope.request),
             )
-            spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
-            self.spend[rollout.name].add(now_s, spent)
+            error_reason = None
+            if comparison.status is Status.ERROR:
+                error_reason = side_reason or ErrorReason.COMPARATOR_FAULT
             verdicts.append(
                 self._verdict(
                     envelope, rollout, record, comparison.status,
                     reason=comparison.reason, findings=comparison.findings, baseline=baseline,
                     candidate=candidate, repeat=repeat, adaptations=adaptations,
-                    noise_blocking=comparison.baseline_noise_blocking,
+                    noise_blocking=comparison.baseline_noise_blocking, error_reason=error_reason,
                 )
             )
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
 
-    async def _baseline_sides(self, envelope: Envelope, rollout: RolloutSpec) -> tuple[SideResult, SideResult | None]:
+    async def _baseline_sides(
+        self, envelope: Envelope, rollout: RolloutSpec, deadline: float
+    ) -> tuple[SideResult, SideResult | None]:
         wants_repeat = rollout.noise_check
         if rollout.baseline_source == "recorded":
             profile = self.config.profiles.get(rollout.baseline)
@@ -158,19 +182,19 @@ class ShadowPipeline:
                 )
             else:
                 baseline = recorded_side(rollout.baseline, envelope.response, envelope.latency_ms, profile)
-            repeat = (await self._replay(envelope, rollout.baseline))[0] if wants_repeat else None
+            repeat = (await self._replay(envelope, rollout.baseline, deadline))[0] if wants_repeat else None
             return baseline, repeat
         if wants_repeat:
             (baseline, _), (repeat, _) = await asyncio.gather(
-                self._replay(envelope, rollout.baseline), self._replay(envelope, rollout.baseline)
+                self._replay(envelope, rollout.baseline, deadline), self._replay(envelope, rollout.baseline, deadline)
             )
             return baseline, repeat
-        return (await self._replay(envelope, rollout.baseline))[0], None
+        return (await self._replay(envelope, rollout.baseline, deadline))[0], None
 
-    async def _replay(self, envelope: Envelope, model: str) -> tuple[SideResult, tuple[str, ...]]:
+    async def _replay(self, envelope: Envelope, model: str, deadline: float) -> tuple[SideResult, tuple[str, ...]]:
         replay = adapt_request(envelope.request, model, self.config.profiles.get(model))
         started = time.perf_counter()
-        side = await self.models.replay_request(replay, envelope.api_version)
+        side = await self.models.replay_request(replay, envelope.api_version, deadline)
         self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()
         self.metrics.model_latency.labels(model).observe(time.perf_counter() - started)
         return side, replay.adaptations
@@ -189,6 +213,7 @@ class ShadowPipeline:
         repeat: SideResult | None = None,
         adaptations: tuple[str, ...] = (),
         noise_blocking: bool = False,
+        error_reason: ErrorReason | None = None,
     ) -> VerdictRecord:
         return VerdictRecord(
             rollout=rollout.name,
@@ -203,6 +228,7 @@ class ShadowPipeline:
             baseline_repeat=repeat,
             adaptations=adaptations,
             reason=reason,
+            error_reason=error_reason.value if error_reason else None,
             baseline_noise_blocking=noise_blocking,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
             attributes=envelope.attributes,
@@ -214,6 +240,8 @@ class ShadowPipeline:
 
     def _observe(self, verdict: VerdictRecord) -> None:
         self.metrics.verdicts.labels(verdict.rollout, verdict.status.value).inc()
+        if verdict.status is Status.ERROR:
+            self.metrics.error_verdicts.labels(verdict.rollout, verdict.error_reason or "unknown").inc()
         for finding in verdict.findings:
             if not finding.noise:
                 self.metrics.findings.labels(verdict.rollout, finding.code).inc()
@@ -225,6 +253,7 @@ class ShadowPipeline:
             status=verdict.status.value,
             codes=sorted({f.code for f in verdict.findings if not f.noise}),
             reason=verdict.reason,
+            error_reason=verdict.error_reason,
             partition=verdict.partition,
             offset=verdict.offset,
         )

@@ -11,8 +11,12 @@ from shadowd.records import DeadLetter, VerdictRecord
 
 
 class ModelClient(Protocol):
-    async def replay_request(self, replay: ReplayRequest, api_version: str | None) -> SideResult:
-        """Send one request; failures come back as a SideResult with ok=False, never as exceptions."""
+    async def replay_request(
+        self, replay: ReplayRequest, api_version: str | None, deadline: float | None = None
+    ) -> SideResult:
+        """Send one request; failures come back as a SideResult with ok=False, never as exceptions.
+
+        `deadline` (time.monotonic seconds) is when capacity errors stop being retried."""
         ...
 
     async def close(self) -> None: ...

@@ -36,6 +36,7 @@ class VerdictRecord:
     baseline_repeat: SideResult | None = None
     adaptations: tuple[str, ...] = ()
     reason: str | None = None
+    error_reason: str | None = None  # for status error: an ErrorReason value (capacity, baseline_failed, ...)
     baseline_noise_blocking: bool = False
     captured_at: datetime | None = None
     attributes: dict[str, str] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class VerdictRecord:
             "route": self.route,
             "status": self.status.value,
             "reason": self.reason,
+            "error_reason": self.error_reason,
             "findings": [f.to_dict() for f in self.findings],
             "baseline": _side_summary(self.baseline),
             "candidate": _side_summary(self.candidate),
@@ -83,6 +85,8 @@ def _side_summary(side: SideResult | None) -> dict[str, Any] | None:
         "cost_usd": side.cost_usd,
         "error": side.error,
         "attempts": side.attempts,
+        "capacity_retries": side.capacity_retries,
+        "failure": side.failure,
         "streamed": side.streamed,
         "source": side.source,
     }

@@ -109,6 +109,13 @@ def print_report(report: dict[str, Any]) -> None:
         "noise, not as regressions.",
         style="dim",
     ))
+    if report.get("errors_by_reason"):
+        errors = Table(title="error verdicts by reason (not counted by the gate)", header_style="bold")
+        errors.add_column("reason")
+        errors.add_column("verdicts", justify="right")
+        for reason, count in report["errors_by_reason"].items():
+            errors.add_row(plain(reason), str(count))
+        console.print(errors)
 
     if report["by_code"]:
         examples = report.get("examples") or {}

@@ -47,6 +47,7 @@ async def gate_view(store: SqlVerdictStore, spec: RolloutSpec) -> tuple[GateDeci
 async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, Any]:
     decision, state, figures = await gate_view(store, spec)
     counts = figures["counts"]
+    errors_by_reason = await store.error_reason_counts(spec.name) if counts.get("error") else {}
     compared = figures["samples"]
     confidence = spec.gate.confidence
     regressions = counts.get("regression", 0)
@@ -81,6 +82,7 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "regression_rate_ci": [low, high],
         "confidence": confidence,
         "noise_rate": _rate(counts.get("noise", 0), compared),
+        "errors_by_reason": dict(sorted(errors_by_reason.items(), key=lambda item: (-item[1], item[0]))),
         "baseline_noise_rate": _rate(figures["baseline_noise_regressions"], compared),
         "baseline_noise_rate_ci": [noise_low, noise_high],
         "by_code": by_code,

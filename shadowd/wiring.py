@@ -13,14 +13,17 @@ from shadowd.pipeline import ShadowPipeline
 from shadowd.writer import BatchWriter
 
 
-def model_client(config: Config, base_url: str | None = None) -> AnthropicModelClient:
+def model_client(
+    config: Config, base_url: str | None = None, metrics: Metrics | None = None
+) -> AnthropicModelClient:
     return AnthropicModelClient(
         base_url=base_url or config.models.base_url,
         api_key=config.api_key(),
         timeout_s=config.models.timeout_s,
         max_concurrency=config.models.max_concurrency,
         profiles=config.profiles,
-        retry=RetryPolicy(max_attempts=config.models.max_attempts),
+        retry=RetryPolicy(max_attempts=config.models.max_attempts, deadline_s=config.models.retry_deadline_s),
+        metrics=metrics,
     )
 
 
@@ -31,7 +34,7 @@ async def open_pipeline(
     """Store (migrated to head), model client, pipeline and writer; all closed on exit."""
     metrics = metrics or Metrics()
     store = await open_store(db_url, upgrade=True)
-    models = model_client(config, base_url)
+    models = model_client(config, base_url, metrics)
     writer = BatchWriter(store, metrics)
     try:
         await writer.start()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anthropic
@@ -16,30 +20,97 @@ try:  # anthropic 2.x ships its HTTP stack as httpx2; 1.x used httpx
 except ImportError:  # pragma: no cover
     import httpx  # type: ignore[no-redef]
 
-from shadowd.core.adaptation import ReplayRequest
-from shadowd.core.profiles import ModelProfile
-from shadowd.core.results import SideResult, Usage
+import structlog
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+from shadowd.core.adaptation import ReplayRequest
+from shadowd.core.limiter import AdaptiveLimit, parse_quotas
+from shadowd.core.profiles import ModelProfile
+from shadowd.core.results import Failure, SideResult, Usage
+from shadowd.metrics import Metrics
+
+log = structlog.get_logger("shadowd.models")
+
+# Capacity: the API (or the way to it) is busy or away. Retried until the record's deadline, and
+# never the candidate's fault. 408 and 504 are timeouts, 503 an outage.
+CAPACITY_STATUS = frozenset({408, 429, 503, 504, 529})
+CAPACITY_ERROR_TYPES = frozenset({"rate_limit_error", "overloaded_error"})
+# Other server faults: retried a bounded number of times; when they persist they are the model's own.
+SERVER_RETRY_STATUS = frozenset({409, 500, 502})
 _FIXED = ("model", "max_tokens", "messages")
 
 
 class RetryPolicy:
-    """Bounded attempts with capped exponential backoff and full jitter; `retry-after` wins when given."""
+    """Capacity errors retry until a deadline, server errors a bounded number of times; jittered backoff.
 
-    def __init__(self, max_attempts: int = 4, base_delay_s: float = 0.5, max_delay_s: float = 30.0) -> None:
+    `retry-after` (or `retry-after-ms`) is honoured: the next attempt never comes earlier, and a
+    little jitter on top keeps callers that were told the same time from coming back together.
+    """
+
+    def __init__(
+        self,
+        max_attempts: int = 4,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        deadline_s: float = 600.0,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
         self.max_attempts = max_attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.deadline_s = deadline_s
+        self._jitter = jitter
 
     def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.max_delay_s)
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+        if retry_after_s is not None and retry_after_s > 0:
+            return retry_after_s + self._jitter(0, min(1.0, retry_after_s * 0.25))
+        return self._jitter(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+class CallPermits:
+    """The adaptive budget of calls in flight (an AdaptiveLimit) as something calls wait on."""
+
+    def __init__(self, limit: AdaptiveLimit, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._monotonic = monotonic
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> float:
+        """Wait for a permit and for the quota pacing; returns the call's start time."""
+        while True:
+            delay = self.limit.start_delay(self._monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.in_flight < self.limit.permits)
+                now = self._monotonic()
+                if self.limit.start_delay(now) > 0:
+                    continue  # another call took the paced slot meanwhile
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                self.limit.note_start(now)
+                return now
+
+    async def release(self) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify(max(1, self.limit.permits - self.in_flight))
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """How one attempt failed: the text for the verdict, whose fault, and when to try again."""
+
+    error: str
+    failure: Failure
+    status: str  # an HTTP status code, or timeout | connection | stream | invalid, for the metrics
+    retry_after_s: float | None = None
 
 
 class AnthropicModelClient:
-    """Replays requests with `anthropic.AsyncAnthropic`; the SDK's own retries are off."""
+    """Replays requests with `anthropic.AsyncAnthropic`; the SDK's own retries are off, shadowd's apply."""
 
     def __init__(
         self,
@@ -51,6 +122,8 @@ class AnthropicModelClient:
         profiles: dict[str, ModelProfile],
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url,
@@ -59,58 +132,92 @@ class AnthropicModelClient:
             timeout=timeout_s,
             http_client=_http_client(max_concurrency, timeout_s),
         )
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        # The floor keeps a busy API from squeezing the shadow to a single call at a time.
+        self.permits = CallPermits(AdaptiveLimit(max_concurrency, min_limit=max(1, max_concurrency // 32)), monotonic)
         self._profiles = profiles
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
-        self.in_flight = 0
-        self.peak_in_flight = 0
+        self._metrics = metrics or Metrics()
+        self._monotonic = monotonic
+        self._metrics.model_concurrency_limit.set(self.permits.limit.permits)
+
+    @property
+    def in_flight(self) -> int:
+        return self.permits.in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self.permits.peak_in_flight
 
     async def close(self) -> None:
         await self._client.close()
 
-    async def replay_request(self, replay: ReplayRequest, api_version: str | None) -> SideResult:
+    async def replay_request(
+        self, replay: ReplayRequest, api_version: str | None, deadline: float | None = None
+    ) -> SideResult:
+        """One side of a comparison, retried by the policy; `deadline` (monotonic seconds) bounds the
+        capacity retries (default: the policy's deadline from now). Never raises for API trouble."""
         model = str(replay.body.get("model", ""))
-        started = time.perf_counter()
-        attempt = 0
+        started = self._monotonic()
+        if deadline is None:
+            deadline = started + self._retry.deadline_s
+        attempt = server_failures = capacity_retries = 0
+        limit = self.permits.limit
         while True:
             attempt += 1
-            retry_after: float | None = None
+            call_started = await self.permits.acquire()
             try:
-                async with self._semaphore:
-                    self.in_flight += 1
-                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-                    try:
-                        call_started = time.perf_counter()
-                        message, ttft_ms = await self._send(replay, api_version, call_started)
-                    finally:
-                        self.in_flight -= 1
-                latency_ms = (time.perf_counter() - call_started) * 1000
-                return self._success(model, message, latency_ms, ttft_ms, attempt, replay.stream)
+                message, ttft_ms, headers = await self._send(replay, api_version, call_started)
+                failed: _Attempt | None = None
             except anthropic.APIStatusError as exc:
-                error = f"HTTP {exc.status_code}: {_error_message(exc)}"
-                retryable = exc.status_code in RETRYABLE_STATUS
-                retry_after = _retry_after_s(exc.response.headers)
+                failed, headers = _status_failure(exc), exc.response.headers
             except (anthropic.APIConnectionError, httpx.TransportError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                retryable = True
+                kind = "timeout" if isinstance(exc, anthropic.APITimeoutError | httpx.TimeoutException) else "connection"
+                failed, headers = _Attempt(f"{type(exc).__name__}: {exc}", Failure.CAPACITY, kind), None
             except (anthropic.AnthropicError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                failed, headers = _Attempt(f"{type(exc).__name__}: {exc}", Failure.RESPONSE, "invalid"), None
+            finally:
+                await self.permits.release()
+            now = self._monotonic()
+            if headers is not None:
+                limit.on_quotas(parse_quotas(headers, datetime.now(UTC)), now)
+            if failed is None:
+                limit.on_success()
+                self._metrics.model_attempts.labels(model, "ok", "200").inc()
+                self._metrics.model_concurrency_limit.set(limit.permits)
+                latency_ms = (now - call_started) * 1000
+                return self._success(model, message, latency_ms, ttft_ms, attempt, replay.stream, capacity_retries)
+            self._metrics.model_attempts.labels(model, failed.failure.value, failed.status).inc()
+            if failed.failure is Failure.CAPACITY:
+                if failed.status != "connection" and limit.on_capacity(call_started, now):
+                    self._metrics.model_concurrency_limit.set(limit.permits)
+                    log.debug("model_concurrency_reduced", model=model, permits=limit.permits, status=failed.status)
+                retryable = True
+            elif failed.failure is Failure.SERVER:
+                server_failures += 1
+                retryable = server_failures < self._retry.max_attempts
+            else:
                 retryable = False
-            if not retryable or attempt >= self._retry.max_attempts:
+            delay = self._retry.delay_s(attempt, failed.retry_after_s) if retryable else 0.0
+            if not retryable or now + delay > deadline:
                 return SideResult(
                     model=model,
                     ok=False,
-                    error=error[:2000],
+                    error=failed.error[:2000],
+                    failure=failed.failure.value,
                     attempts=attempt,
+                    capacity_retries=capacity_retries,
                     streamed=replay.stream,
-                    latency_ms=(time.perf_counter() - started) * 1000,
+                    latency_ms=(now - started) * 1000,
                 )
-            await self._sleep(self._retry.delay_s(attempt, retry_after))
+            if failed.failure is Failure.CAPACITY:
+                capacity_retries += 1
+            self._metrics.model_retries.labels(model, failed.failure.value).inc()
+            await self._sleep(delay)
 
     async def _send(
         self, replay: ReplayRequest, api_version: str | None, started: float
-    ) -> tuple[dict[str, Any], float | None]:
+    ) -> tuple[dict[str, Any], float | None, Any]:
         body = replay.body
         kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
         extra_body = {k: v for k, v in body.items() if k not in _FIXED}
@@ -125,14 +232,15 @@ class AnthropicModelClient:
             body = json.loads(raw.http_response.content)
             if not isinstance(body, dict):
                 raise ValueError("the Messages API answered with something other than a JSON object")
-            return body, None
+            return body, None, raw.http_response.headers
         ttft_ms: float | None = None
         async with self._client.messages.stream(**kwargs) as stream:
             async for event in stream:
                 if ttft_ms is None and event.type == "content_block_delta":
-                    ttft_ms = (time.perf_counter() - started) * 1000
+                    ttft_ms = (self._monotonic() - started) * 1000
             final = await stream.get_final_message()
-        return final.to_dict(), ttft_ms
+            headers = stream.response.headers
+        return final.to_dict(), ttft_ms, headers
 
     def _success(
         self,
@@ -142,6 +250,7 @@ class AnthropicModelClient:
         ttft_ms: float | None,
         attempts: int,
         streamed: bool,
+        capacity_retries: int,
     ) -> SideResult:
         usage = Usage.from_api(message.get("usage"))
         profile = self._profiles.get(model)
@@ -155,8 +264,34 @@ class AnthropicModelClient:
             ttft_ms=ttft_ms,
             cost_usd=profile.cost_usd(usage) if profile else None,
             attempts=attempts,
+            capacity_retries=capacity_retries,
             streamed=streamed,
         )
+
+
+def _status_failure(exc: anthropic.APIStatusError) -> _Attempt:
+    """Classify an error answer; an `error` event inside a 200 stream arrives here with status 200."""
+    status = exc.status_code
+    error_type = _error_type(exc)
+    text = f"HTTP {status}: {_error_message(exc)}"
+    retry_after = _retry_after_s(exc.response.headers)
+    if status in CAPACITY_STATUS or error_type in CAPACITY_ERROR_TYPES:
+        label = "stream" if status < 300 else str(status)
+        return _Attempt(text, Failure.CAPACITY, label, retry_after)
+    if status in SERVER_RETRY_STATUS or status >= 500:
+        return _Attempt(text, Failure.SERVER, str(status), retry_after)
+    if status < 300:  # an error event mid-stream that is not about capacity (e.g. api_error)
+        return _Attempt(text, Failure.SERVER, "stream", retry_after)
+    return _Attempt(text, Failure.REQUEST, str(status))
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return str(error["type"])
+    return None
 
 
 def _http_client(max_concurrency: int, timeout_s: float) -> Any:
@@ -190,14 +325,20 @@ def recorded_side(
 
 
 def _retry_after_s(headers: Any) -> float | None:
+    """`retry-after-ms`, else `retry-after` in seconds or as an HTTP date; None when absent or unreadable."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
             continue
         try:
-            return float(value) * scale
+            seconds = float(value) * scale
         except ValueError:
-            continue
+            try:
+                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+            except (TypeError, ValueError, IndexError):
+                continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
     return None
 
 

@@ -53,6 +53,8 @@ verdicts = Table(
     Column("route", String(256), nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", Text),
+    # For status error: why there was no fair comparison (shadowd.core.results.ErrorReason).
+    Column("error_reason", String(32)),
     Column("findings", Json, nullable=False),
     Column("baseline", Json),
     Column("candidate", Json),

@@ -411,6 +411,16 @@ class SqlVerdictStore:
             "latency_ms": latency,
         }
 
+    async def error_reason_counts(self, rollout: str) -> dict[str, int]:
+        """Error verdicts of one rollout by reason (an index range over its error verdicts only)."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(verdicts.c.error_reason, func.count().label("n"))
+                .where(verdicts.c.rollout == rollout, verdicts.c.status == Status.ERROR.value)
+                .group_by(verdicts.c.error_reason)
+            )
+            return {str(row.error_reason or "unknown"): int(row.n) for row in rows}
+
     async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
         """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
         await self.roll_up(rollout)
@@ -670,6 +680,7 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "route": v.route,
         "status": v.status.value,
         "reason": v.reason,
+        "error_reason": v.error_reason,
         "findings": [f.to_dict() for f in v.findings],
         "baseline": v.baseline.to_dict() if v.baseline else None,
         "candidate": v.candidate.to_dict() if v.candidate else None,
@@ -712,6 +723,7 @@ def _verdict_from_row(row: Any) -> VerdictRecord:
         baseline_repeat=side(row["baseline_repeat"]),
         adaptations=tuple(row["adaptations"] or ()),
         reason=row["reason"],
+        error_reason=row["error_reason"],
         baseline_noise_blocking=bool(row["baseline_noise_blocking"]),
         captured_at=_utc(row["captured_at"]) if row["captured_at"] else None,
         attributes=dict(row["attributes"] or {}),

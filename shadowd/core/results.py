@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 SideSource = Literal["replay", "recorded"]
+
+
+class Failure(StrEnum):
+    """Why a model call finally failed: whose fault it is decides the verdict."""
+
+    CAPACITY = "capacity"  # 429, 529, overload (also mid-stream), 503, timeouts, connection errors
+    SERVER = "server"  # other 5xx (and 409) that persisted over the bounded attempts
+    REQUEST = "request"  # a 4xx: the model refused this request as sent
+    RESPONSE = "response"  # the answer could not be read
+
+
+class ErrorReason(StrEnum):
+    """Why a verdict is `error` (no fair comparison); stored on the verdict and counted in reports."""
+
+    CAPACITY = "capacity"  # a side's calls met capacity errors until the record's retry deadline
+    BASELINE_FAILED = "baseline_failed"  # the baseline failed on its own (4xx, persistent 5xx, no recorded answer)
+    COMPARATOR_FAULT = "comparator_fault"  # the comparator could not judge this pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +61,8 @@ class Usage:
 class SideResult:
     """One side of a comparison: the baseline, its noise replay, or the candidate.
 
-    `ok` is False when the call failed after retries; `error` then says why and `content` is empty.
+    `ok` is False when the call failed after retries; `error` then says why, `failure` whose fault
+    it was (a Failure value; None for a recorded side) and `content` is empty.
     `content` holds the Messages API content blocks as JSON objects, exactly as returned.
     """
 
@@ -59,6 +78,8 @@ class SideResult:
     attempts: int = 1
     streamed: bool = False
     source: SideSource = "replay"
+    failure: str | None = None
+    capacity_retries: int = 0  # attempts that met a capacity error and were retried
 
     @property
     def text(self) -> str:
@@ -87,6 +108,8 @@ class SideResult:
             "attempts": self.attempts,
             "streamed": self.streamed,
             "source": self.source,
+            "failure": self.failure,
+            "capacity_retries": self.capacity_retries,
         }
 
     @classmethod
@@ -104,4 +127,19 @@ class SideResult:
             attempts=int(data.get("attempts", 1)),
             streamed=bool(data.get("streamed", False)),
             source=data.get("source", "replay"),
+            failure=data.get("failure") if isinstance(data.get("failure"), str) else None,
+            capacity_retries=int(data.get("capacity_retries") or 0),
         )
+
+
+def error_reason_of(baseline: SideResult, candidate: SideResult | None) -> ErrorReason | None:
+    """The error reason the sides alone decide, or None when they allow a comparison.
+
+    Capacity failures are never the candidate's fault: a candidate that met only capacity errors
+    makes the verdict an error, where any other candidate failure is the candidate's own finding.
+    """
+    if not baseline.ok:
+        return ErrorReason.CAPACITY if baseline.failure == Failure.CAPACITY else ErrorReason.BASELINE_FAILED
+    if candidate is not None and not candidate.ok and candidate.failure == Failure.CAPACITY:
+        return ErrorReason.CAPACITY
+    return None

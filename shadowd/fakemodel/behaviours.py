@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from shadowd.fakemodel.capacity import CapacityError, CapacityPlan, parse_capacity
 from shadowd.fakemodel.digest import unit
 from shadowd.fakemodel.request_view import OutputKind, RequestView, view_request
 
@@ -89,6 +90,7 @@ class Behaviours:
     models: Mapping[str, ModelBehaviour] = field(default_factory=lambda: MappingProxyType({}))
     default: ModelBehaviour = CLEAN
     rules: Mapping[str, ModelRules] = field(default_factory=lambda: BUILTIN_RULES)
+    capacity: CapacityPlan = field(default_factory=CapacityPlan)  # windows that hit every model alike
 
     def behaviour_for(self, model: str) -> ModelBehaviour:
         return self.models.get(model, self.default)
@@ -157,9 +159,13 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         return Behaviours()
     if not isinstance(document, dict):
         raise BehaviourError(f"{source}: the top level must be a mapping with a `models` key")
-    unknown = sorted(set(map(str, document)) - {"models"})
+    unknown = sorted(set(map(str, document)) - {"models", "capacity"})
     if unknown:
-        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`)")
+        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`)")
+    try:
+        capacity = parse_capacity(document.get("capacity"), source)
+    except CapacityError as exc:
+        raise BehaviourError(str(exc)) from None
     models_doc = document.get("models") or {}
     if not isinstance(models_doc, dict):
         raise BehaviourError(f"{source}: `models` must be a mapping of model id to behaviour")
@@ -184,7 +190,7 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         model_rules = _parse_rules(entry, rules.get(str(model_id)), key, source)
         if model_rules is not None:
             rules[str(model_id)] = model_rules
-    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules))
+    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity)
 
 
 def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehaviour:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -38,6 +39,7 @@ class ServerStats:
     by_status: dict[int, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
     by_api_version: dict[str, int] = field(default_factory=dict)
+    capacity_faults: dict[str, int] = field(default_factory=dict)  # scripted capacity faults served
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,17 +50,21 @@ class ServerStats:
             "by_status": {str(status): count for status, count in sorted(self.by_status.items())},
             "by_model": dict(sorted(self.by_model.items())),
             "by_api_version": dict(sorted(self.by_api_version.items())),
+            "capacity_faults": dict(sorted(self.capacity_faults.items())),
         }
 
 
 class FakeModelServer:
     """A running fake model: its base URL for the SDK, its stats, and `close()`."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, stats: ServerStats) -> None:
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, stats: ServerStats, listener: _Listener
+    ) -> None:
         self._runner = runner
         self.host = host
         self.port = port
         self.stats = stats
+        self._listener = listener
 
     @property
     def base_url(self) -> str:
@@ -66,6 +72,7 @@ class FakeModelServer:
         return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
+        await self._listener.close()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> FakeModelServer:
@@ -80,7 +87,8 @@ async def start_fake_model(
 ) -> FakeModelServer:
     """Start serving on host:port (0 picks a free port) and return once it accepts connections."""
     stats = ServerStats()
-    endpoint = _MessagesEndpoint(behaviours, stats)
+    listener = _Listener(behaviours)
+    endpoint = _MessagesEndpoint(behaviours, stats, listener)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/messages", endpoint.create_message)
     app.router.add_post("/messages", endpoint.create_message)
@@ -97,7 +105,8 @@ async def start_fake_model(
     site = web.TCPSite(runner, host, port, backlog=BACKLOG, reuse_address=True)
     await site.start()
     bound_port = int(runner.addresses[0][1])
-    return FakeModelServer(runner, host, bound_port, stats)
+    listener.attach(runner, site, host, bound_port)
+    return FakeModelServer(runner, host, bound_port, stats, listener)
 
 
 def serve_forever(behaviours: Behaviours, host: str, port: int, *, access_log: bool = False) -> None:
@@ -139,12 +148,70 @@ def _error_response(error: ApiError) -> web.Response:
     )
 
 
-class _MessagesEndpoint:
-    """`POST /v1/messages`: validate, apply transient faults, wait the latency, answer."""
+class _Listener:
+    """The listening socket and the capacity clock: `down` windows close the port and reopen it."""
 
-    def __init__(self, behaviours: Behaviours, stats: ServerStats) -> None:
+    def __init__(self, behaviours: Behaviours) -> None:
+        self.plan = behaviours.capacity
+        self.first_call_at: float | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._host = ""
+        self._port = 0
+        self._scheduler: asyncio.Task[None] | None = None
+        self._random = random.Random()
+
+    def attach(self, runner: web.AppRunner, site: web.TCPSite, host: str, port: int) -> None:
+        self._runner, self._site, self._host, self._port = runner, site, host, port
+
+    def clock(self) -> float:
+        """Seconds since the first Messages API call (which starts the clock)."""
+        now = asyncio.get_running_loop().time()
+        if self.first_call_at is None:
+            self.first_call_at = now
+            if any(w.fault == "down" for w in self.plan.windows):
+                self._scheduler = asyncio.create_task(self._follow_down_windows())
+        return now - self.first_call_at
+
+    def draw(self) -> float:
+        return self._random.random()
+
+    def is_down(self) -> bool:
+        return self.first_call_at is not None and self.plan.down_at(self.clock())
+
+    async def _follow_down_windows(self) -> None:
+        log = structlog.get_logger("shadowd.fakemodel")
+        while True:
+            t = self.clock()
+            down = self.plan.down_at(t)
+            if down and self._site is not None:
+                await self._site.stop()
+                self._site = None
+                log.info("fake_model_down", at_s=round(t, 3))
+            elif not down and self._site is None and self._runner is not None:
+                site = web.TCPSite(self._runner, self._host, self._port, backlog=BACKLOG, reuse_address=True)
+                await site.start()
+                self._site = site
+                log.info("fake_model_up", at_s=round(t, 3))
+            wait = self.plan.next_down_change(self.clock())
+            if wait == float("inf"):
+                return
+            await asyncio.sleep(min(max(wait, 0.001), 5.0))
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+
+
+class _MessagesEndpoint:
+    """`POST /v1/messages`: validate, apply capacity and transient faults, wait the latency, answer."""
+
+    def __init__(self, behaviours: Behaviours, stats: ServerStats, listener: _Listener) -> None:
         self._behaviours = behaviours
         self._stats = stats
+        self._listener = listener
         self._attempts: dict[tuple[str, bytes], int] = {}
 
     async def stats_json(self, request: web.Request) -> web.Response:
@@ -174,7 +241,9 @@ class _MessagesEndpoint:
                 return response
             assert isinstance(body, dict)
             model = body["model"]
-            response = await self._answer(request, body, model)
+            response = await self._capacity_fault(request, body)
+            if response is None:
+                response = await self._answer(request, body, model)
             return response
         finally:
             stats.in_flight -= 1
@@ -184,6 +253,35 @@ class _MessagesEndpoint:
             stats.by_model[model] = stats.by_model.get(model, 0) + 1
             version = request.headers.get("anthropic-version", "")
             stats.by_api_version[version] = stats.by_api_version.get(version, 0) + 1
+
+    async def _capacity_fault(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse | None:
+        """The scripted capacity fault this call meets, as its response; None when it meets none."""
+        listener = self._listener
+        t = listener.clock()
+        if not listener.plan.windows:
+            return None
+        stats = self._stats.capacity_faults
+        if listener.plan.down_at(t):
+            stats["down"] = stats.get("down", 0) + 1
+            if request.transport is not None:
+                request.transport.abort()  # a connection opened before the outage: dropped unanswered
+            return web.Response(status=503)  # never reaches the client: its connection is gone
+        window = listener.plan.fault_at(t, body.get("stream") is True, listener.draw)
+        if window is None:
+            return None
+        stats[window.fault] = stats.get(window.fault, 0) + 1
+        if window.fault == "rate_limited":
+            return _error_response(ApiError(429, "rate_limit_error", "Number of requests has exceeded your rate limit.",
+                                            window.retry_after_s))
+        if window.fault == "overloaded":
+            return _error_response(ApiError(529, "overloaded_error", "Overloaded", window.retry_after_s))
+        if window.fault == "unavailable":
+            return _error_response(ApiError(503, "api_error", "Service Unavailable", window.retry_after_s))
+        # stream_overloaded: part of a real answer, then the API's overload event, then the end.
+        view = view_request(body)
+        reply = generate_reply(view, None, 0)
+        self._stats.streamed += 1
+        return await _stream(request, reply, _random_id("msg_01"), body["model"], 0.0, overload_after=3)
 
     async def _read_body(self, request: web.Request) -> tuple[Any, ApiError | None]:
         error = check_headers(request.headers)
@@ -269,9 +367,13 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
 
 
 async def _stream(
-    request: web.Request, reply: Reply, message_id: str, model: str, latency: float
+    request: web.Request, reply: Reply, message_id: str, model: str, latency: float,
+    overload_after: int | None = None,
 ) -> web.StreamResponse:
-    """Send the reply as the API's SSE events; the first delta comes after TTFT_SHARE of the latency."""
+    """Send the reply as the API's SSE events; the first delta comes after TTFT_SHARE of the latency.
+
+    With `overload_after`, the stream ends after that many content events with an `overloaded_error`
+    event, as the API does when it is overloaded mid-answer."""
     response = web.StreamResponse(
         status=200,
         headers={
@@ -289,6 +391,9 @@ async def _stream(
         delta["stop_details"] = reply.stop_details
 
     events = [event for index, block in enumerate(reply.content) for event in _block_events(index, block)]
+    if overload_after is not None:
+        overload = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        events = [*events[:overload_after], _sse(overload)]
     per_burst = max(1, -(-len(events) // MAX_BURSTS))
     gap = latency * (1 - TTFT_SHARE) / max(1, -(-len(events) // per_burst))
     try:
@@ -300,10 +405,11 @@ async def _stream(
         for first in range(0, len(events), per_burst):
             await response.write(b"".join(events[first : first + per_burst]))
             await _sleep(gap)
-        await response.write(
-            _sse({"type": "message_delta", "delta": delta, "usage": reply.usage})
-            + _sse({"type": "message_stop"})
-        )
+        if overload_after is None:
+            await response.write(
+                _sse({"type": "message_delta", "delta": delta, "usage": reply.usage})
+                + _sse({"type": "message_stop"})
+            )
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client went away mid-stream; nothing left to tell it

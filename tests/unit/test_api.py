@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
-from shadowd.api import ApiState, create_app
+from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import Config, load_config
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
@@ -116,8 +116,12 @@ async def make_client(config: Config, store: SqlVerdictStore) -> AsyncIterator[M
     clients: list[TestClient[Any, Any]] = []
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
+        """Reads are open unless the test passes open_reads=False (the `run` default)."""
+        open_reads = overrides.pop("open_reads", True)
         state = ApiState(config=config, store=overrides.pop("store", store), metrics=Metrics(), **overrides)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(state)))
+        server = TestServer(create_app(state, open_reads=open_reads))
+        await server.start_server(**runner_options())  # shadowd's server options: protocol errors filtered
+        client: TestClient[Any, Any] = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
@@ -346,7 +350,8 @@ def test_openapi_document_is_valid_openapi() -> None:
 
 
 async def test_pause_is_recorded_in_the_audit_trail_and_published(make_client: MakeClient) -> None:
-    """A POST pause applies, records `api:<actor>` in the audit trail and publishes the decision."""
+    """A POST pause applies, records `api:<token name>` in the audit trail (the body's actor only as a
+    note) and publishes the decision."""
     published: list[dict[str, Any]] = []
 
     async def publish(decision: dict[str, Any]) -> None:
@@ -359,20 +364,21 @@ async def test_pause_is_recorded_in_the_audit_trail_and_published(make_client: M
     )
     assert response.status == 200
     applied = await response.json()
-    assert applied["action"] == "pause" and applied["actor"] == "api:alice" and applied["decision"] == "hold"
+    assert applied["action"] == "pause" and applied["actor"] == "api:admin" and applied["decision"] == "hold"
     after = await (await client.get("/v1/rollouts/clean/decisions")).json()
     assert len(after["items"]) == len(before["items"]) + 1
-    assert after["items"][0]["action"] == "pause" and after["items"][0]["actor"] == "api:alice"
+    assert after["items"][0]["action"] == "pause" and after["items"][0]["actor"] == "api:admin"
+    assert "stated actor: alice" in str(after["items"][0])
     assert published == [applied]
     report = await (await client.get("/v1/rollouts/clean")).json()
     assert report["state"] == "paused"
 
 
-async def test_actor_defaults_to_anonymous(client: TestClient[Any, Any]) -> None:
-    """Without a body, the actor is recorded as api:anonymous."""
+async def test_actor_is_the_token_name_without_a_body(client: TestClient[Any, Any]) -> None:
+    """Without a body, the actor is the name of the token used (`admin` for SHADOWD_ADMIN_TOKEN)."""
     response = await client.post("/v1/rollouts/fresh/pause", headers=_admin())
     assert response.status == 200
-    assert (await response.json())["actor"] == "api:anonymous"
+    assert (await response.json())["actor"] == "api:admin"
 
 
 async def test_manual_action_that_does_not_apply_is_409(client: TestClient[Any, Any]) -> None:
@@ -398,21 +404,27 @@ async def test_manual_action_with_a_bad_body_is_400(client: TestClient[Any, Any]
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "status"),
     [
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Basic {ADMIN}"},
-        {"Authorization": f"Bearer {READ}"},
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": f"Basic {ADMIN}"}, 401),
+        ({"Authorization": f"Bearer {READ}"}, 403),
     ],
 )
-async def test_manual_action_needs_the_admin_token(make_client: MakeClient, headers: dict[str, str]) -> None:
-    """Without the admin token (missing, wrong, or only the read token) a manual action is 401, no change."""
+async def test_manual_action_needs_the_admin_token(
+    make_client: MakeClient, headers: dict[str, str], status: int
+) -> None:
+    """Without the admin token a manual action changes nothing: 401 when missing or wrong, 403 for a
+    known token that may only read."""
     client = await make_client(admin_token=ADMIN, read_token=READ)
     response = await client.post("/v1/rollouts/clean/rollback", headers=headers)
-    assert response.status == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert (await response.json())["error"] == "unauthorized"
+    assert response.status == status
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert (await response.json())["error"] == "unauthorized"
+    else:
+        assert (await response.json())["error"] == "forbidden"
     decisions = await (await client.get("/v1/rollouts/clean/decisions", headers=_admin(READ))).json()
     assert decisions["items"] == []
 
@@ -443,10 +455,16 @@ async def test_reads_need_the_read_token_when_one_is_set(make_client: MakeClient
         assert (await client.get(path)).status == 200, path
 
 
-async def test_reads_are_open_without_a_read_token(make_client: MakeClient) -> None:
-    """With no read token configured, reads need no token even when an admin token is set."""
-    client = await make_client(admin_token=ADMIN)
-    assert (await client.get("/v1/rollouts/clean")).status == 200
+async def test_reads_are_open_only_with_open_reads(make_client: MakeClient) -> None:
+    """With open reads, reads need no token; without (the `run` default) they need one even when no read
+    token is configured, and the refusal says how to configure one."""
+    assert (await (await make_client(admin_token=ADMIN)).get("/v1/rollouts/clean")).status == 200
+    closed = await make_client(admin_token=ADMIN, open_reads=False)
+    assert (await closed.get("/v1/rollouts/clean")).status == 401
+    assert (await closed.get("/v1/rollouts/clean", headers=_admin())).status == 200
+    nothing = await make_client(open_reads=False)
+    refused = await nothing.get("/v1/rollouts/clean/verdicts")
+    assert refused.status == 401 and "--open-reads" in (await refused.json())["reason"]
 
 
 # --- Argo Rollouts -------------------------------------------------------------------------------------

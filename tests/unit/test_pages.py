@@ -86,7 +86,7 @@ def config(tmp_path: Path) -> Config:
 @pytest.fixture
 async def client(config: Config, store: SqlVerdictStore) -> AsyncIterator[TestClient[Any, Any]]:
     state = ApiState(config=config, store=store, metrics=Metrics())
-    test_client: TestClient[Any, Any] = TestClient(TestServer(create_app(state)))
+    test_client: TestClient[Any, Any] = TestClient(TestServer(create_app(state, open_reads=True)))
     await test_client.start_server()
     yield test_client
     await test_client.close()
