@@ -30,6 +30,7 @@ from shadowd.api_security import (
     request_identity,
     storable_text,
 )
+from shadowd.api_weights import add_weights_route
 from shadowd.core.findings import CODES, Status
 from shadowd.core.rollout import RolloutSpec
 from shadowd.openapi import openapi_document
@@ -88,6 +89,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/v1/rollouts/{name}/verdicts/{request_id:.+}", get_verdict)
     router.add_get("/v1/rollouts/{name}/decisions", list_decisions)
     router.add_get("/v1/rollouts/{name}/analysis", argo_analysis)
+    add_weights_route(app)
     router.add_post("/v1/rollouts/{name}/{action:pause|resume|promote|rollback|restart}", manual_action)
     router.add_post("/v1/flagger/gate", flagger_gate)
     router.add_post("/v1/flagger/rollback", flagger_rollback)

@@ -23,7 +23,8 @@ log = structlog.get_logger("shadowd.api")
 
 Access = Literal["open", "controller", "read", "admin"]
 IDENTITY_KEY = web.RequestKey("shadowd_identity", Identity)
-_ANALYSIS = re.compile(r"^/v1/rollouts/[^/]+/analysis$")
+# Controller endpoints: Argo's analysis and the gateway weights (SPEC §10), read by machines.
+_ANALYSIS = re.compile(r"^/v1/rollouts/[^/]+/(analysis|weights)$")
 _FLAGGER = frozenset({"/v1/flagger/gate", "/v1/flagger/rollback"})
 MAX_JSON_DEPTH = 32
 

@@ -181,6 +181,24 @@ def run(ctx: Context, http: str | None, drain_timeout: float, no_promoter: bool,
 
 @main.command()
 @common_options
+@click.option("--http", "http", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve the API on.")
+@click.option("--promoter", is_flag=True, help="Also run the promoter (gate evaluations) over this database.")
+@click.option("--promoter-interval", default=30.0, show_default=True, help="Seconds between gate evaluations.")
+@click.option("--open-reads", is_flag=True,
+              help="Answer report and verdict reads without a token on a non-loopback address too "
+                   "(loopback is open unless a read token is set).")
+def serve(ctx: Context, http: str, promoter: bool, promoter_interval: float, open_reads: bool) -> None:
+    """The HTTP API (and with --promoter the promoter) over a database, without Kafka."""
+    from shadowd.serve import run_serve
+
+    config = _config_or_exit(ctx)
+    sys.exit(run_serve(config, ctx.settings, ctx.db_url, http, promoter=promoter,
+                       promoter_interval_s=promoter_interval, open_reads=True if open_reads else None,
+                       tokens=_tokens_or_exit(ctx)))
+
+
+@main.command()
+@common_options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def replay(ctx: Context, file: Path, progress: bool | None) -> None:
@@ -221,7 +239,9 @@ async def _replay(ctx: Context, config: Config, file: Path, progress: bool | Non
 @click.option("--seed", default=7, show_default=True)
 @click.option("--behaviours", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A fake-model behaviour file instead of the demo's.")
-def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
+@click.option("--serve", "serve_api", is_flag=True, help="Then serve the HTTP API over the demo database (no Kafka).")
+@click.option("--http", "http", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for --serve.")
+def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api: bool, http: str) -> None:
     """Everything embedded: sample traffic, fake baseline and regressed candidate, SQLite, report."""
     from shadowd.demo.run import run_demo
 
@@ -241,6 +261,8 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
     result["html_reports"] = [str(page.resolve()) for page in pages]
     if ctx.as_json:
         emit_json(result)
+        if serve_api:
+            _serve_demo(ctx, db_url, Path(result["config"]), http, quiet=True)
         return
     from shadowd.render import print_report
 
@@ -258,6 +280,8 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None) -> None:
     click.echo("\nThe HTML reports (open in a browser; example request ids link to their verdict pages):")
     for page in pages:
         click.echo(f"  {page.resolve()}")
+    if serve_api:
+        _serve_demo(ctx, db_url, Path(result["config"]), http)
 
 
 async def _demo_pages(ctx: Context, db_url: str, config_path: Path, folder: Path) -> list[Path]:
@@ -271,6 +295,19 @@ async def _demo_pages(ctx: Context, db_url: str, config_path: Path, folder: Path
         return [await write_rollout_site(store, spec, config, folder / spec.name) for spec in config.rollouts]
     finally:
         await store.close()
+
+
+def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: bool = False) -> None:
+    from shadowd.serve import run_serve
+
+    config = load_config(config_path, ctx.settings)
+    if not quiet:
+        click.echo(f"\nServing the API over {db_url} on http://{http} (Ctrl-C to stop), e.g.")
+        click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7")
+        click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7/weights")
+        click.echo(f"  http://{http}/v1/rollouts/opus-4-7/report.html (the HTML report, in a browser)")
+    sys.exit(run_serve(config, ctx.settings, db_url, http, promoter=False, promoter_interval_s=30.0,
+                       tokens=_tokens_or_exit(ctx)))
 
 
 # --- reading verdicts ----------------------------------------------------------------------------

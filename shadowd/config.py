@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
 from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.rollout import RolloutSpec
 
@@ -76,8 +77,10 @@ class ModelsConfig(_Strict):
 class RouteConfig(_Strict):
     output_schema: str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
+    value_paths: list[str] = Field(default_factory=list)
+    value_noise_threshold: float = Field(default=DEFAULT_VALUE_NOISE_THRESHOLD, ge=0, le=1)
 
-    @field_validator("ignore_paths")
+    @field_validator("ignore_paths", "value_paths")
     @classmethod
     def _paths_understood(cls, paths: list[str]) -> list[str]:
         for path in paths:
@@ -103,12 +106,20 @@ class RolloutConfig(_Strict):
     baseline: str
     candidate: str
     baseline_source: Literal["replay", "recorded"] = "replay"
-    noise_check: bool = True
+    # true = 1.0, false = 0, or the share of requests whose baseline is replayed a second time.
+    noise_check: bool | float = True
     routes: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     sample_rate: float = Field(default=1.0, ge=0, le=1)
     stages: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100], min_length=1)
     gate: GateSection = Field(default_factory=GateSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+
+    @field_validator("noise_check")
+    @classmethod
+    def _fraction(cls, value: bool | float) -> bool | float:
+        if not isinstance(value, bool) and not 0.0 <= value <= 1.0:
+            raise ValueError("noise_check must be true, false or a fraction in [0, 1]")
+        return value
 
     @field_validator("stages")
     @classmethod
@@ -194,6 +205,8 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
         route: RouteRules(
             output_schema=_load_schema(f"routes.{route}.output_schema", spec.output_schema, base_dir, path),
             ignore_paths=tuple(spec.ignore_paths),
+            value_paths=tuple(spec.value_paths),
+            value_noise_threshold=spec.value_noise_threshold,
         )
         for route, spec in file.routes.items()
     }
@@ -218,7 +231,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 baseline=rollout.baseline,
                 candidate=rollout.candidate,
                 baseline_source=rollout.baseline_source,
-                noise_check=rollout.noise_check,
+                noise_check=float(rollout.noise_check),
                 routes=tuple(rollout.routes),
                 sample_rate=rollout.sample_rate,
                 stages=tuple(rollout.stages),

@@ -322,6 +322,46 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/rollouts/{name}/weights": {
+            "get": {
+                "operationId": "rolloutWeights",
+                "tags": ["canary controllers"],
+                "security": _READ,
+                "summary": "The canary share as weights for an LLM gateway (baseline + candidate = 100).",
+                "description": (
+                    "`candidate.weight` is the current stage's `canary_percent` (0 once rolled back); "
+                    "`baseline.weight` is the rest. A gateway that splits traffic by weight (LiteLLM "
+                    "deployments, Portkey targets) can copy these on a timer."
+                ),
+                "parameters": [_name_param()],
+                "responses": {
+                    "200": _json_body(
+                        {
+                            "type": "object",
+                            "required": ["baseline", "candidate", "canary_percent", "state"],
+                            "properties": {
+                                "rollout": {"type": "string"},
+                                "state": {"type": "string"},
+                                "stage": {"type": "integer"},
+                                "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+                                "baseline": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                                "candidate": {
+                                    "type": "object",
+                                    "required": ["model", "weight"],
+                                    "properties": {"model": {"type": "string"}, "weight": {"type": "integer"}},
+                                },
+                            },
+                        },
+                        "The weights.",
+                    ),
+                    **rollout_errors,
+                },
+            }
+        },
         "/v1/rollouts/{name}/{action}": {
             "post": {
                 "operationId": "manualAction",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -17,6 +17,7 @@ from shadowd.core.adaptation import adapt_request
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
+from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.metrics import Metrics
@@ -24,6 +25,19 @@ from shadowd.ports import ModelClient, VerdictStore
 from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
 
 log = structlog.get_logger("shadowd.pipeline")
+
+# Learned noise rates cover the noise-checked requests of this recent window; each process
+# re-reads them from the store this often (its own observations count at once in between).
+NOISE_WINDOW = timedelta(hours=24)
+NOISE_REFRESH_S = 30.0
+
+
+@dataclass(slots=True)
+class _RouteNoise:
+    """One baseline model's learned noise on one route, as this process knows it."""
+
+    model: NoiseModel
+    loaded_at: float
 
 
 @dataclass(slots=True)
@@ -57,10 +71,13 @@ class ShadowPipeline:
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
+        self._noise: dict[tuple[str, str], _RouteNoise] = {}
+        self._noise_loads: dict[tuple[str, str], asyncio.Task[_RouteNoise]] = {}
+        self._checks_in_flight: dict[tuple[str, str], int] = {}
 
     def max_calls_per_record(self) -> int:
         """Model calls one envelope can cost when every rollout takes it (baselines are shared)."""
-        baselines = {(r.baseline, r.baseline_source, r.noise_check) for r in self.config.rollouts}
+        baselines = {(r.baseline, r.baseline_source, r.noise_check > 0) for r in self.config.rollouts}
         calls = len(self.config.rollouts) + sum(
             (source == "replay") + noise_check for _, source, noise_check in baselines
         )
@@ -115,21 +132,40 @@ class ShadowPipeline:
         # Capacity errors are retried until this deadline, shared by every call the record makes.
         deadline = time.monotonic() + self.config.models.retry_deadline_s
         # Rollouts that share a baseline share its replay: one call serves them all.
+        route_noise = {
+            rollout.baseline: await self._route_noise(rollout.baseline, envelope.route) for rollout in active
+        }
+        wants_repeat = {rollout.name: self._wants_repeat(rollout, envelope, route_noise) for rollout in active}
+        checking = {rollout.baseline for rollout in active if wants_repeat[rollout.name]}
+        for model in checking:
+            in_flight_key = (model, envelope.route)
+            self._checks_in_flight[in_flight_key] = self._checks_in_flight.get(in_flight_key, 0) + 1
         baseline_calls: dict[tuple[str, str, bool], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
         candidate_calls: list[tuple[RolloutSpec, asyncio.Task[tuple[SideResult, tuple[str, ...]]]]] = []
-        async with asyncio.TaskGroup() as group:
-            for rollout in active:
-                key = (rollout.baseline, rollout.baseline_source, rollout.noise_check)
-                if key not in baseline_calls:
-                    baseline_calls[key] = group.create_task(self._baseline_sides(envelope, rollout, deadline))
-                candidate_calls.append(
-                    (rollout, group.create_task(self._replay(envelope, rollout.candidate, deadline)))
-                )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for rollout in active:
+                    key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name])
+                    if key not in baseline_calls:
+                        baseline_calls[key] = group.create_task(
+                            self._baseline_sides(envelope, rollout, key[2], deadline)
+                        )
+                    candidate_calls.append(
+                        (rollout, group.create_task(self._replay(envelope, rollout.candidate, deadline)))
+                    )
+        finally:
+            for model in checking:
+                self._checks_in_flight[(model, envelope.route)] -= 1
 
         verdicts = skipped
+        observed: set[str] = set()  # baselines whose noise observation is already attached
+        rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
-            baseline, repeat = baseline_calls[(rollout.baseline, rollout.baseline_source, rollout.noise_check)].result()
+            call_key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name])
+            baseline, repeat = baseline_calls[call_key].result()
+            noise = route_noise[rollout.baseline]
+            noise.model.threshold = rules.value_noise_threshold
             spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
             self.spend[rollout.name].add(now_s, spent)
             side_reason = error_reason_of(baseline, candidate)
@@ -151,28 +187,78 @@ class ShadowPipeline:
                 baseline,
                 candidate,
                 repeat,
-                rules=self.config.rules_for(envelope.route),
+                rules=rules,
                 tools=_tools(envelope.request),
+                noise=noise.model,
             )
             error_reason = None
             if comparison.status is Status.ERROR:
                 error_reason = side_reason or ErrorReason.COMPARATOR_FAULT
-            verdicts.append(
-                self._verdict(
-                    envelope, rollout, record, comparison.status,
-                    reason=comparison.reason, findings=comparison.findings, baseline=baseline,
-                    candidate=candidate, repeat=repeat, adaptations=adaptations,
-                    noise_blocking=comparison.baseline_noise_blocking, error_reason=error_reason,
-                )
+            verdict = self._verdict(
+                envelope, rollout, record, comparison.status,
+                reason=comparison.reason, findings=comparison.findings, baseline=baseline,
+                candidate=candidate, repeat=repeat, adaptations=adaptations,
+                noise_blocking=comparison.baseline_noise_blocking, error_reason=error_reason,
             )
+            if comparison.observation is not None and rollout.baseline not in observed:
+                # One observation per baseline replay, however many rollouts share it.
+                observed.add(rollout.baseline)
+                noise.model.add(comparison.observation)
+                verdict = replace(verdict, noise_observation=comparison.observation)
+            verdicts.append(verdict)
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
 
+    def _wants_repeat(
+        self, rollout: RolloutSpec, envelope: Envelope, route_noise: dict[str, _RouteNoise]
+    ) -> bool:
+        """The rollout's noise_check share by hash; every request while the route's noise model
+        is still warming up, so no path is trusted as stable before it has been measured."""
+        if rollout.noise_check <= 0:
+            return False
+        if rollout.noise_checked(envelope.request_id):
+            return True
+        in_flight = self._checks_in_flight.get((rollout.baseline, envelope.route), 0)
+        return route_noise[rollout.baseline].model.requests + in_flight < WARMUP_REQUESTS
+
+    async def _route_noise(self, baseline: str, route: str) -> _RouteNoise:
+        """The learned noise of `baseline` on `route`: from the store, refreshed now and then."""
+        key = (baseline, route)
+        known = self._noise.get(key)
+        if known is not None and self.monotonic() - known.loaded_at < NOISE_REFRESH_S:
+            return known
+        load = self._noise_loads.get(key)
+        if load is None or load.done():
+            load = self._noise_loads[key] = asyncio.ensure_future(self._load_noise(baseline, route, known))
+        return await asyncio.shield(load)
+
+    async def _load_noise(self, baseline: str, route: str, known: _RouteNoise | None) -> _RouteNoise:
+        threshold = self.config.rules_for(route).value_noise_threshold
+        reader = getattr(self.store, "noise_counts", None)
+        try:
+            rows = (
+                (await reader(baseline, self.clock() - NOISE_WINDOW, route)).get(route, [])
+                if reader is not None
+                else None
+            )
+        except Exception as exc:  # the store is down: keep what this process knows
+            log.warning("noise_model_unavailable", baseline=baseline, route=route, error=repr(exc)[:300])
+            rows = None
+        if rows is None:
+            entry = known or _RouteNoise(NoiseModel(threshold=threshold), self.monotonic())
+            entry.loaded_at = self.monotonic()
+        else:
+            entry = _RouteNoise(NoiseModel.from_rows(rows, threshold), self.monotonic())
+            if known is not None and known.model.requests > entry.model.requests:
+                # Observations not yet stored (the writer batches) are newer than the store's view.
+                entry.model = known.model
+        self._noise[(baseline, route)] = entry
+        return entry
+
     async def _baseline_sides(
-        self, envelope: Envelope, rollout: RolloutSpec, deadline: float
+        self, envelope: Envelope, rollout: RolloutSpec, wants_repeat: bool, deadline: float
     ) -> tuple[SideResult, SideResult | None]:
-        wants_repeat = rollout.noise_check
         if rollout.baseline_source == "recorded":
             profile = self.config.profiles.get(rollout.baseline)
             if envelope.response is None:

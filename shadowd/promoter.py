@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shadowd.adapters.sql_store import SqlVerdictStore
-from shadowd.core.gate import Decision, GateDecision
+from shadowd.core.gate import GATE_VERSION, Decision, GateDecision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
 from shadowd.report import gate_view
@@ -35,6 +35,7 @@ class AppliedDecision:
     figures: dict[str, Any]
     actor: str
     at: datetime
+    gate_version: str = GATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class AppliedDecision:
             "figures": self.figures,
             "actor": self.actor,
             "at": self.at.isoformat(),
+            "gate_version": self.gate_version,
         }
 
 
@@ -156,7 +158,7 @@ async def _record(
         stage_index=decision.stage_index,
         canary_percent=decision.canary_percent,
         reasons=decision.reasons,
-        figures=dict(decision.figures),
+        figures={**decision.figures, "gate_version": decision.gate_version},
         new_state=new_state,
         stage_started_compared=stage_started,
     )
@@ -167,9 +169,10 @@ async def _record(
         stage_index=decision.stage_index,
         canary_percent=decision.canary_percent,
         reasons=tuple(decision.reasons),
-        figures=dict(decision.figures),
+        figures={**decision.figures, "gate_version": decision.gate_version},
         actor=actor,
         at=now,
+        gate_version=decision.gate_version,
     )
 
 

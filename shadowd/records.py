@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shadowd.core.findings import Finding, Status
+from shadowd.core.noise import NoiseObservation
 from shadowd.core.results import SideResult
 
 
@@ -44,6 +45,17 @@ class VerdictRecord:
     partition: int | None = None
     offset: int | None = None
     request: dict[str, Any] | None = None  # summarise_request() of the envelope's request
+    # For the learned noise model: set on one verdict per noise-checked baseline replay, stored
+    # with it (not part of the verdict's own row).
+    noise_observation: NoiseObservation | None = None
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls this verdict cost: the replayed baseline, its second replay, the candidate."""
+        return sum(
+            1 for side in (self.baseline, self.baseline_repeat, self.candidate)
+            if side is not None and side.source == "replay"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The `verdicts --json` object (SPEC §4)."""

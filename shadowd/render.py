@@ -149,6 +149,32 @@ def print_report(report: dict[str, Any]) -> None:
         f"p95 ratio {report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "p95 ratio —"
     ) + (f", cost ratio {ratio:.2f}" if ratio else "")
     console.print(Columns([routes, perf]))
+    _print_noise(console, report)
+
+
+def _print_noise(console: Console, report: dict[str, Any]) -> None:
+    check = report.get("noise_check")
+    if check:
+        per = check["model_calls_per_compared"]
+        console.print(
+            f"noise check: {check['fraction']:.0%} of requests configured, "
+            f"{_pct(check['noise_checked_share'])} replayed twice; "
+            f"{'—' if per is None else f'{per:.2f}'} model calls per compared verdict"
+        )
+    noisiest = report.get("noisiest") or {}
+    if not any(entry["paths"] or entry["codes"] for entry in noisiest.values()):
+        return
+    table = Table(title="noisiest paths and codes (the baseline against its own second replay)",
+                  header_style="bold")
+    for column in ("route", "path or code", "rate", "differed / checked", "treated as noise"):
+        table.add_column(column, justify="right" if column in ("rate", "differed / checked") else "left")
+    for route, entry in noisiest.items():
+        for item in [*entry["paths"], *entry["codes"]]:
+            table.add_row(
+                plain(route), plain(item.get("path") or item.get("code") or ""), _pct(item["rate"]),
+                f"{item['differed']} / {item['samples']}", "yes" if item["noise"] else "",
+            )
+    console.print(table)
 
 
 def print_verdicts(rows: Sequence[Any], next_cursor: int | None) -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.core.gate import Evidence, GateDecision, RolloutState, evaluate_gate
+from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
 from shadowd.core.rollout import RolloutSpec
 from shadowd.core.stats import wilson_interval
+
+# The learned noise shown is over this window, as the pipeline applies it.
+NOISE_WINDOW = timedelta(hours=24)
+NOISIEST_SHOWN = 5
 
 
 def rollout_state_of(spec: RolloutSpec, row: dict[str, Any] | None) -> RolloutState:
@@ -44,8 +52,46 @@ async def gate_view(store: SqlVerdictStore, spec: RolloutSpec) -> tuple[GateDeci
     return evaluate_gate(spec.gate, state, evidence_from(figures)), state, figures
 
 
-async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, Any]:
+async def noisiest(
+    store: SqlVerdictStore,
+    spec: RolloutSpec,
+    threshold_for: Callable[[str], float] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Per route of the rollout, the baseline's noisiest paths and codes over the recent window,
+    with their rates and sample counts: what the comparator treats as noise (SPEC §8)."""
+    counts = await store.noise_counts(spec.baseline, (now or datetime.now(UTC)) - NOISE_WINDOW)
+    result: dict[str, Any] = {}
+    for route, rows in sorted(counts.items()):
+        if not any(fnmatchcase(route, pattern) for pattern in spec.routes):
+            continue
+        threshold = threshold_for(route) if threshold_for else DEFAULT_VALUE_NOISE_THRESHOLD
+        model = NoiseModel.from_rows(rows, threshold)
+        paths = [(key, Rate(differed, samples)) for key, (differed, samples) in model.paths.items()]
+        codes = [(code, rate) for code in model.codes if (rate := model.code_rate(code)) is not None]
+
+        def top(entries: list[tuple[str, Rate]], name: str, threshold: float = threshold) -> list[dict[str, Any]]:
+            ranked = sorted((e for e in entries if e[1].differed > 0), key=lambda e: (-e[1].rate, e[0]))
+            return [
+                {name: key, "rate": rate.rate, "differed": rate.differed, "samples": rate.samples,
+                 "noise": rate.rate >= threshold}
+                for key, rate in ranked[:NOISIEST_SHOWN]
+            ]
+
+        result[route] = {
+            "noise_checked_requests": model.requests,
+            "threshold": threshold,
+            "paths": top(paths, "path"),
+            "codes": top(codes, "code"),
+        }
+    return result
+
+
+async def build_report(
+    store: SqlVerdictStore, spec: RolloutSpec, threshold_for: Callable[[str], float] | None = None
+) -> dict[str, Any]:
     decision, state, figures = await gate_view(store, spec)
+    calls = await store.model_calls(spec.name)
     counts = figures["counts"]
     errors_by_reason = await store.error_reason_counts(spec.name) if counts.get("error") else {}
     compared = figures["samples"]
@@ -72,6 +118,7 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "stages": list(spec.stages),
         "canary_percent": _current_percent(spec, state),
         "decision": decision.decision,
+        "gate_version": decision.gate_version,
         "reasons": reasons,
         "gate_figures": decision.figures,
         "counts": counts,
@@ -102,6 +149,14 @@ async def build_report(store: SqlVerdictStore, spec: RolloutSpec) -> dict[str, A
         "latency_ms": latency,
         "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
         "cost_usd": {**cost, "ratio": _ratio(cost["candidate"], cost["baseline"])},
+        "noise_check": {
+            "fraction": spec.noise_check,
+            "noise_checked": calls["noise_checked"],
+            "noise_checked_share": _rate(calls["noise_checked"], calls["replayed"]),
+            "model_calls": calls["model_calls"],
+            "model_calls_per_compared": _rate(calls["model_calls"], compared),
+        },
+        "noisiest": await noisiest(store, spec, threshold_for),
     }
 
 

@@ -19,6 +19,7 @@ from shadowd.demo.traffic import support_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BEHAVIOURS = ROOT / "shadowd" / "demo" / "behaviours.yaml"
+DEMO_CONFIG = ROOT / "shadowd" / "demo" / "shadowd.yaml"
 
 
 def free_port() -> int:

@@ -173,3 +173,30 @@ decisions = Table(
     Column("figures", Json, nullable=False),
     Index("ix_decisions_rollout_id", "rollout", "id"),
 )
+
+# The baseline's learned noise (SPEC §8): per baseline model, route, kind ("path" | "code" |
+# "requests") and key, counts of noise-checked requests per hour. The rates over a recent window
+# are sums over its buckets, so old behaviour ages out without rewriting any row.
+noise_counts = Table(
+    "noise_counts",
+    metadata,
+    Column("baseline", String(128), primary_key=True),
+    Column("route", String(256), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("samples", BigInteger, nullable=False),
+    Column("differed", BigInteger, nullable=False),
+    Index("ix_noise_counts_bucket", "bucket"),
+)
+
+# Model calls a rollout's verdicts cost, and how many had the baseline's second replay: the
+# report states the noise_check share and the calls per compared verdict actually spent.
+rollout_calls = Table(
+    "rollout_calls",
+    metadata,
+    Column("rollout", String(128), primary_key=True),
+    Column("replayed", BigInteger, nullable=False),  # verdicts with at least one model call
+    Column("noise_checked", BigInteger, nullable=False),
+    Column("model_calls", BigInteger, nullable=False),
+)

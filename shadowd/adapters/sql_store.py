@@ -20,6 +20,8 @@ from shadowd.adapters.sql_schema import (
     dead_letters,
     decisions,
     findings,
+    noise_counts,
+    rollout_calls,
     rollouts,
     rollup_codes,
     rollup_latency,
@@ -167,6 +169,8 @@ class SqlVerdictStore:
                 ]
                 if finding_rows:
                     await connection.execute(findings.insert(), finding_rows)
+                inserted_records = [by_key[(row.rollout, row.request_id)] for row in rows]
+                await self._count_noise_and_calls(connection, inserted_records)
             if letters:
                 await connection.execute(
                     self._insert_dead_letter,
@@ -184,6 +188,66 @@ class SqlVerdictStore:
                     ],
                 )
         return inserted
+
+    async def _count_noise_and_calls(self, connection: Any, records: Sequence[VerdictRecord]) -> None:
+        """Fold the new verdicts' noise observations and model calls into their running counts."""
+        noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
+        calls: dict[str, list[int]] = {}
+        for record in records:
+            spent = record.model_calls
+            if spent:
+                entry = calls.setdefault(record.rollout, [0, 0, 0])
+                entry[0] += 1
+                entry[1] += record.baseline_repeat is not None
+                entry[2] += spent
+            observation = record.noise_observation
+            if observation is None or record.baseline is None:
+                continue
+            bucket = _utc(record.created_at).replace(minute=0, second=0, microsecond=0)
+            for kind, key, differed in observation.rows():
+                counts = noise.setdefault(
+                    (record.baseline.model[:128], record.route[:256], kind, key[:512], bucket), [0, 0]
+                )
+                counts[0] += 1
+                counts[1] += differed
+        await self._add(connection, noise_counts, ["baseline", "route", "kind", "key", "bucket"], [
+            {"baseline": k[0], "route": k[1], "kind": k[2], "key": k[3], "bucket": k[4],
+             "samples": v[0], "differed": v[1]}
+            for k, v in sorted(noise.items())
+        ])
+        await self._add(connection, rollout_calls, ["rollout"], [
+            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2]}
+            for k, v in sorted(calls.items())
+        ])
+
+    async def noise_counts(
+        self, baseline: str, since: datetime, route: str | None = None
+    ) -> dict[str, list[tuple[str, str, int, int]]]:
+        """Per route, (kind, key, samples, differed) summed over the buckets since `since`."""
+        c = noise_counts.c
+        query = (
+            select(c.route, c.kind, c.key, func.sum(c.samples).label("samples"),
+                   func.sum(c.differed).label("differed"))
+            .where(and_(c.baseline == baseline, c.bucket >= since))
+            .group_by(c.route, c.kind, c.key)
+        )
+        if route is not None:
+            query = query.where(c.route == route)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        result: dict[str, list[tuple[str, str, int, int]]] = {}
+        for row in rows:
+            result.setdefault(row.route, []).append((row.kind, row.key, int(row.samples), int(row.differed)))
+        return result
+
+    async def model_calls(self, rollout: str) -> dict[str, int]:
+        """Verdicts that made model calls, how many were noise-checked, and the calls they made."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(rollout_calls).where(rollout_calls.c.rollout == rollout))).first()
+        if row is None:
+            return {"replayed": 0, "noise_checked": 0, "model_calls": 0}
+        return {"replayed": int(row.replayed), "noise_checked": int(row.noise_checked),
+                "model_calls": int(row.model_calls)}
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Concurrent callers share one query: under load this is one round trip per batch, not per record."""

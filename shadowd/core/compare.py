@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +25,17 @@ from shadowd.core.jsonshape import (
     shape_token,
 )
 from shadowd.core.markdown import MarkdownSignature, markdown_signature
+from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, NoiseObservation, describe
 from shadowd.core.results import SideResult
+from shadowd.core.values import Leaf, comparable_kinds, is_prose, same_value, scalar_leaves, shown
 
 # Bump whenever a rule changes: every verdict stores it, so an old verdict can still be explained.
-COMPARATOR_VERSION = "2026.11.1"
+# 2026.11.2: value.changed; tool calls compared as multisets of names; learned noise per route.
+COMPARATOR_VERSION = "2026.11.2"
 
-# Minor: both sides called tools, a different number of times. Not yet in findings.CODES, whose
-# owner adds it; CODES.get keeps this right once it is there.
+# Minor: both sides called tools, the same names a different number of times.
 TOOL_COUNT_CHANGED = "tool.count_changed"
+VALUE_CHANGED = "value.changed"
 
 _TRUNCATION_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 _LENGTH_RATIO_MIN = 0.5
@@ -45,6 +49,9 @@ _NULL_ONLY = frozenset({"null"})
 class RouteRules:
     output_schema: dict[str, Any] | None = None
     ignore_paths: tuple[str, ...] = ()  # JSONPath-like: "$.generated_at", "$.items[*].id", "$.a.b[0]"
+    # Compared exactly whatever the noise says, prose or not (SPEC §8).
+    value_paths: tuple[str, ...] = ()
+    value_noise_threshold: float = DEFAULT_VALUE_NOISE_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,8 @@ class Comparison:
     baseline_noise_blocking: bool = False
     # Checks that could not run, e.g. an invalid output_schema: for operators, never a finding.
     notes: tuple[str, ...] = ()
+    # What the baseline's second replay showed, for the learned noise model; None when not noise-checked.
+    observation: NoiseObservation | None = None
 
 
 def compare(
@@ -65,11 +74,13 @@ def compare(
     baseline_repeat: SideResult | None = None,
     rules: RouteRules = RouteRules(),
     tools: Sequence[dict[str, Any]] = (),
+    noise: NoiseModel | None = None,
 ) -> Comparison:
     """Compare `candidate` with `baseline`; `baseline_repeat`, when it succeeded, marks as noise
-    what the baseline also shows against itself. Never raises, whatever the inputs hold."""
+    what the baseline also shows against itself, and `noise` (the route's learned rates) what it
+    shows often enough elsewhere. Never raises, whatever the inputs hold."""
     try:
-        return _compare(baseline, candidate, baseline_repeat, rules, tools)
+        return _compare(baseline, candidate, baseline_repeat, rules, tools, noise)
     except Exception as exc:  # a comparator bug must become an error verdict, not stop the pipeline
         return Comparison(
             status=Status.ERROR,
@@ -85,7 +96,9 @@ def schema_problem(schema: Any) -> str | None:
     return compiled if isinstance(compiled, str) else None
 
 
-def _compare(baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, tools: Any) -> Comparison:
+def _compare(
+    baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, tools: Any, noise: NoiseModel | None
+) -> Comparison:
     if not getattr(baseline, "ok", False):
         return Comparison(
             status=Status.ERROR,
@@ -94,18 +107,34 @@ def _compare(baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, to
             reason=_clip(f"baseline failed: {getattr(baseline, 'error', None) or 'unknown error'}"),
         )
     context = _Context(rules, tools)
+    model = noise if isinstance(noise, NoiseModel) else NoiseModel(threshold=context.threshold)
+    model_threshold = context.threshold
     base = _Output(baseline)
 
     noise_keys: set[tuple[str, str | None]] = set()
+    unstable: set[str] | None = None  # value keys where the second replay disagreed; None: not checked
     noise_blocking = False
+    observation: NoiseObservation | None = None
     if baseline_repeat is not None and getattr(baseline_repeat, "ok", False):
-        self_findings = _diff(base, _Output(baseline_repeat), context)
+        repeat = _Output(baseline_repeat)
+        self_findings = _diff(base, repeat, context)
         noise_keys = {_noise_key(finding) for finding in self_findings}
-        noise_blocking = any(finding.blocking for finding in self_findings)
+        observed, unstable = _value_stability(base, repeat, context)
+        observation = NoiseObservation(
+            paths=tuple(sorted((key, key in unstable) for key in observed)),
+            codes=tuple(sorted({finding.code for finding in self_findings})),
+        )
+        # The paired gate needs the baseline judged as the candidate is: what the learned model
+        # calls noise is not blocking here either, and a stable value that moved is.
+        self_findings = _learned_code_noise(self_findings, model, model_threshold)
+        self_values = _value_findings(base, repeat, context, set(), model, model_threshold)
+        noise_blocking = any(finding.blocking for finding in (*self_findings, *self_values))
 
     if getattr(candidate, "ok", False):
-        findings = _diff(base, _Output(candidate), context)
+        other = _Output(candidate)
+        findings = _diff(base, other, context)
     else:
+        other = None
         error = getattr(candidate, "error", None) or "unknown error"
         findings = [Finding.of("error.candidate", _clip(f"candidate call failed: {error}"))]
 
@@ -115,6 +144,9 @@ def _compare(baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, to
         else finding
         for finding in findings
     ]
+    findings = _learned_code_noise(findings, model, model_threshold)
+    if other is not None and not base.same_output(other):
+        findings.extend(_value_findings(base, other, context, unstable, model, model_threshold))
     if any(finding.blocking for finding in findings):
         status = Status.REGRESSION
     elif findings and all(finding.noise for finding in findings):
@@ -127,7 +159,95 @@ def _compare(baseline: Any, candidate: Any, baseline_repeat: Any, rules: Any, to
         comparator_version=COMPARATOR_VERSION,
         baseline_noise_blocking=noise_blocking,
         notes=tuple(context.notes),
+        observation=observation,
     )
+
+
+def _learned_code_noise(findings: list[Finding], model: NoiseModel, threshold: float) -> list[Finding]:
+    """Findings whose code the baseline shows against itself at or above the threshold: noise."""
+    marked: list[Finding] = []
+    for finding in findings:
+        rate = None if finding.noise else _noisy(model.code_rate(finding.code), threshold)
+        if rate is None:
+            marked.append(finding)
+        else:
+            detail = _clip(f"{finding.detail} (noise: {describe(rate)} on this route)")
+            marked.append(dataclasses.replace(finding, noise=True, detail=detail))
+    return marked
+
+
+def _noisy(rate: Any, threshold: float) -> Any:
+    if rate is None or rate.samples <= 0 or rate.differed <= 0 or rate.rate < threshold:
+        return None
+    return rate
+
+
+def _value_stability(base: _Output, repeat: _Output, context: _Context) -> tuple[set[str], set[str]]:
+    """(keys seen, keys where the second replay disagreed) over the values the rule compares."""
+    before, after = base.values(), repeat.values()
+    observed: set[str] = set()
+    unstable: set[str] = set()
+    for identity, leaf in before.items():
+        if context.ignores(leaf.shape_key):
+            continue
+        counterpart = after.get(identity)
+        listed = context.lists(leaf.shape_key)
+        if not listed and (is_prose(leaf.value) or (counterpart is not None and is_prose(counterpart.value))):
+            continue
+        observed.add(leaf.key)
+        if counterpart is None or not same_value(leaf.value, counterpart.value):
+            unstable.add(leaf.key)
+    for identity, leaf in after.items():
+        if identity not in before and not context.ignores(leaf.shape_key):
+            if context.lists(leaf.shape_key) or not is_prose(leaf.value):
+                observed.add(leaf.key)
+                unstable.add(leaf.key)
+    return observed, unstable
+
+
+def _value_findings(
+    base: _Output,
+    other: _Output,
+    context: _Context,
+    unstable: set[str] | None,
+    model: NoiseModel,
+    threshold: float,
+) -> list[Finding]:
+    """value.changed (SPEC §8): a scalar at the same path with a different value, where the
+    baseline is stable there (its second replay agreed and the learned rate is under the
+    threshold) or the path is listed in value_paths."""
+    findings: list[Finding] = []
+    after = other.values()
+    for identity, leaf in base.values().items():
+        counterpart = after.get(identity)
+        if counterpart is None or context.ignores(leaf.shape_key):
+            continue  # a key that is gone is schema.key_missing's to report
+        before_value, after_value = leaf.value, counterpart.value
+        listed = context.lists(leaf.shape_key)
+        if not listed and (is_prose(before_value) or is_prose(after_value)):
+            continue
+        if same_value(before_value, after_value) or not comparable_kinds(before_value, after_value):
+            continue
+        detail = f"{leaf.key}: baseline {shown(before_value)}, candidate {shown(after_value)}"
+        finding = Finding(
+            code=VALUE_CHANGED,
+            severity=CODES.get(VALUE_CHANGED, Severity.MAJOR),
+            detail=_clip(detail),
+            path=counterpart.pointer,
+        )
+        if not listed:
+            rate = _noisy(model.path_rate(leaf.key), threshold)
+            if unstable is not None and leaf.key in unstable:
+                finding = dataclasses.replace(
+                    finding, noise=True,
+                    detail=_clip(f"{detail} (noise: the baseline's second replay differs here too)"),
+                )
+            elif rate is not None:
+                finding = dataclasses.replace(
+                    finding, noise=True, detail=_clip(f"{detail} (noise: {describe(rate)} on this route)")
+                )
+        findings.append(finding)
+    return findings
 
 
 def _noise_key(finding: Finding) -> tuple[str, str | None]:
@@ -153,6 +273,7 @@ class _Output:
 
     __slots__ = (
         "_json",
+        "_values",
         "_shape",
         "_signature",
         "calls",
@@ -186,6 +307,7 @@ class _Output:
         self._json: ExtractedJson | None = _UNSET
         self._shape: ShapeNode = _UNSET
         self._signature: MarkdownSignature = _UNSET
+        self._values: dict[str, Leaf] = _UNSET
         # Memos of the schema checks, filled by the rules (one _Context per comparison).
         self.tool_problems: dict[int, tuple[str, str] | None] = {}
         self.violation: tuple[str | None, str] | None = _UNSET
@@ -215,6 +337,26 @@ class _Output:
             self._signature = markdown_signature(self.text)
         return self._signature
 
+    def values(self) -> dict[str, Leaf]:
+        """Scalar leaves of the text's JSON and of each tool call's input, by an identity that
+        pairs them across sides: the text by pointer; the k-th call of a tool name by pointer."""
+        if self._values is _UNSET:
+            values: dict[str, Leaf] = {}
+            extracted = self.json
+            if extracted is not None:
+                for pointer_, leaf in scalar_leaves(extracted.value).items():
+                    values["t" + pointer_] = leaf
+            seen: dict[str, int] = {}
+            for call in self.calls:
+                occurrence = seen[call.name] = seen.get(call.name, -1) + 1
+                if not isinstance(call.input, dict | list):
+                    continue
+                leaves = scalar_leaves(call.input, f"/content/{call.index}/input", f"tool:{call.name}:")
+                for pointer_, leaf in leaves.items():
+                    values[f"c{occurrence}:{call.name}\0{pointer_}"] = leaf
+            self._values = values
+        return self._values
+
     def same_output(self, other: _Output) -> bool:
         """Equal for every rule: same text, tool calls (ids aside) and stop reason."""
         return (
@@ -238,11 +380,30 @@ class _Context:
             if isinstance(ignore_paths, list | tuple)
             else None
         )
+        value_paths = getattr(rules, "value_paths", ())
+        self.listed = (
+            compile_ignore_paths(tuple(p for p in value_paths if isinstance(p, str)))
+            if isinstance(value_paths, list | tuple)
+            else None
+        )
+        threshold = getattr(rules, "value_noise_threshold", DEFAULT_VALUE_NOISE_THRESHOLD)
+        self.threshold = (
+            float(threshold)
+            if isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0
+            else DEFAULT_VALUE_NOISE_THRESHOLD
+        )
         self.tools: dict[str, Any] = {}  # tool name -> input_schema (None: nothing to check)
         if isinstance(tools, list | tuple):
             for tool in tools:
                 if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                     self.tools[tool["name"]] = tool.get("input_schema")
+
+    def ignores(self, shape_key: str) -> bool:
+        return self.ignored is not None and self.ignored.match(shape_key) is not None
+
+    def lists(self, shape_key: str) -> bool:
+        """Whether value_paths names this path (or one above it)."""
+        return self.listed is not None and self.listed.match(shape_key) is not None
 
     def output_schema_usable(self) -> bool:
         compiled = self.compiled(self.output_schema)
@@ -475,26 +636,50 @@ def _tool_problem(side: _Output, call: _ToolCall, context: _Context) -> tuple[st
 
 
 def _tool_findings(base: _Output, other: _Output) -> list[Finding]:
+    """Tool calls as multisets of names (SPEC §8): a new name is unexpected and a dropped one
+    missing, whatever else is called; equal totals of different names are name_changed; the same
+    names a different number of times, count_changed (minor)."""
     before = [call.name for call in base.calls]
     after = [call.name for call in other.calls]
-    if before and not after:
-        return [Finding.of("tool.call_missing", f"baseline called {_names(before)}; candidate called none")]
-    if after and not before:
-        return [Finding.of("tool.call_unexpected", f"candidate called {_names(after)}; baseline called none")]
-    if before == after:
+    counts_before, counts_after = Counter(before), Counter(after)
+    if counts_before == counts_after:
         return []
-    if len(before) == len(after):
+    if not after:
+        return [Finding.of("tool.call_missing", f"baseline called {_names(before)}; candidate called none")]
+    if not before:
+        return [Finding.of("tool.call_unexpected", f"candidate called {_names(after)}; baseline called none")]
+    added = [name for name in counts_after if name not in counts_before]
+    dropped = [name for name in counts_before if name not in counts_after]
+    if (added or dropped) and len(before) == len(after):
         return [
             Finding.of("tool.name_changed", f"baseline called {_names(before)}; candidate {_names(after)}")
         ]
-    return [
-        Finding(
-            code=TOOL_COUNT_CHANGED,
-            severity=CODES.get(TOOL_COUNT_CHANGED, Severity.MINOR),
-            detail=f"baseline made {len(before)} tool calls {_names(before)}; "
-            f"candidate {len(after)} {_names(after)}",
+    findings = [
+        Finding.of(
+            "tool.call_unexpected",
+            _clip(f"candidate called {name!r}, which the baseline did not call "
+                  f"(baseline {_names(before)}; candidate {_names(after)})"),
         )
+        for name in added
     ]
+    findings.extend(
+        Finding.of(
+            "tool.call_missing",
+            _clip(f"baseline called {name!r}; the candidate did not "
+                  f"(baseline {_names(before)}; candidate {_names(after)})"),
+        )
+        for name in dropped
+    )
+    if not findings:
+        findings.append(
+            Finding(
+                code=TOOL_COUNT_CHANGED,
+                severity=CODES.get(TOOL_COUNT_CHANGED, Severity.MINOR),
+                detail=f"baseline made {len(before)} tool calls {_names(before)}; "
+                f"candidate {len(after)} {_names(after)}",
+            )
+        )
+    return findings
 
 
 def _names(names: list[str]) -> str:

@@ -39,6 +39,7 @@ CODES: dict[str, Severity] = {
     "style.markdown_drift": Severity.MINOR,
     "length.drift": Severity.MINOR,
     "error.candidate": Severity.CRITICAL,
+    "value.changed": Severity.MAJOR,  # v1.1: a stable scalar differs (SPEC §8)
 }
 
 

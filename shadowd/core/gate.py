@@ -10,6 +10,11 @@ from shadowd.core.stats import PairedCounts, sequential_bounds, wilson_interval
 Decision = Literal["promote", "hold", "rollback", "complete"]
 RolloutPhase = Literal["active", "paused", "rolled_back", "complete"]
 
+# Bump whenever a rule of the gate changes: every decision carries it in its figures.
+# 2026.11.2: the anytime-valid lower bound rolls back at any sample size; min_samples guards
+# promotion and the latency and cost ratios only (SPEC §9).
+GATE_VERSION = "2026.11.2"
+
 # The mSPRT is tuned to resolve effects of the size of the tolerance; a zero tolerance still needs a
 # positive mixing scale, and half a percentage point is the smallest effect worth tuning for.
 _MIN_MIXING_SCALE = 0.005
@@ -106,9 +111,10 @@ class RolloutState:
 class GateDecision:
     decision: Decision
     reasons: tuple[str, ...]
-    figures: dict[str, float | int | None]
+    figures: dict[str, float | int | str | None]
     stage_index: int
     canary_percent: int
+    gate_version: str = GATE_VERSION
 
 
 def _pct(value: float | None) -> str:
@@ -134,7 +140,7 @@ class _Check:
     sentence: str
 
 
-Figures = dict[str, float | int | None]
+Figures = dict[str, float | int | str | None]
 
 
 def _regression_checks(config: GateConfig, evidence: Evidence) -> tuple[_Check, _Check, Figures]:
@@ -201,12 +207,15 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
 
     Order of the rules:
     1. an operator's state wins: paused holds, rolled_back stays rolled back, complete stays complete;
-    2. fewer than `min_samples` compared verdicts in all holds: too little data never fails;
-    3. roll back when the anytime-valid lower bound of the regression-rate increase exceeds the
-       tolerance, or the latency p95 or cost ratio exceeds its bound (point estimates, over at least
-       `min_samples` verdicts). These use all the rollout's verdicts, so they may act early in a stage;
-    4. hold until the current stage has `min_samples` new compared verdicts;
-    5. promote (complete, at the last stage) only when the anytime-valid upper bound of the increase
+    2. roll back, at any number of verdicts, when the anytime-valid lower bound of the
+       regression-rate increase exceeds the tolerance: that bound holds at every sample size, so
+       clear harm stops the rollout at once (SPEC §9);
+    3. fewer than `min_samples` compared verdicts in all holds: nothing else acts on too little data;
+    4. roll back when the latency p95 or cost ratio exceeds its bound: point estimates, so only over
+       at least `min_samples` verdicts. These use all the rollout's verdicts, so they may act early
+       in a stage;
+    5. hold until the current stage has `min_samples` new compared verdicts;
+    6. promote (complete, at the last stage) only when the anytime-valid upper bound of the increase
        is within the tolerance and both ratios are within their bounds; otherwise hold.
     A ratio that cannot be measured (a side without latency, a baseline without cost) is reported
     and does not block: the regression bound is the evidence that has to be positive.
@@ -217,6 +226,7 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     cost_ratio = _ratio(evidence.cost_usd_candidate, evidence.cost_usd_baseline)
     figures.update(
         {
+            "gate_version": GATE_VERSION,
             "stage_index": state.stage_index,
             "stage_percent": current,
             "samples": evidence.samples,
@@ -266,16 +276,24 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     if state.state == "complete":
         return decide("complete", ["rollout already complete", *context], state.stage_index, 100)
 
+    if inferior.ok is False:
+        # The anytime-valid bound needs no minimum sample size: this may act on the first verdicts.
+        ratio_failures = (
+            [check for check in (latency, cost) if check.ok is False]
+            if evidence.samples >= config.min_samples
+            else []
+        )
+        passed = [check.sentence for check in (latency, cost) if check not in ratio_failures]
+        reasons = [inferior.sentence, *(check.sentence for check in ratio_failures), *passed, *notes]
+        return decide("rollback", reasons, state.stage_index, 0)
+
     if evidence.samples < config.min_samples:
         reason = f"too little data: {evidence.samples} of {config.min_samples} compared verdicts needed"
         return decide("hold", [reason, *context], state.stage_index, current)
 
-    failures = [check for check in (inferior, latency, cost) if check.ok is False]
+    failures = [check for check in (latency, cost) if check.ok is False]
     if failures:
-        # Next to a proven regression, "upper bound not yet within tolerance" would only repeat it.
         others = [check for check in (non_inferior, latency, cost) if check not in failures]
-        if inferior in failures:
-            others.remove(non_inferior)
         reasons = [*(check.sentence for check in failures), *(check.sentence for check in others), *notes]
         return decide("rollback", reasons, state.stage_index, 0)
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from shadowd.core.envelope import Envelope
 from shadowd.core.gate import GateConfig
+from shadowd.core.noise import noise_checked
 
 BaselineSource = Literal["replay", "recorded"]
 
@@ -20,7 +21,7 @@ class RolloutSpec:
     baseline: str
     candidate: str
     baseline_source: BaselineSource = "replay"
-    noise_check: bool = True
+    noise_check: float = 1.0  # share of requests whose baseline is replayed a second time
     routes: tuple[str, ...] = ("*",)
     sample_rate: float = 1.0
     stages: tuple[int, ...] = (1, 5, 25, 50, 100)
@@ -36,6 +37,11 @@ class RolloutSpec:
             return True
         digest = hashlib.sha256(f"{self.name}\0{request_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 < self.sample_rate
+
+
+    def noise_checked(self, request_id: str) -> bool:
+        """Whether this request's baseline gets its second replay (SPEC §8): by a hash, so stable."""
+        return noise_checked(self.name, request_id, self.noise_check)
 
 
 @dataclass(slots=True)

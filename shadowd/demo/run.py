@@ -69,7 +69,9 @@ async def run_demo(
                 reports = []
                 for spec in config.rollouts:
                     # The report shows the evidence at the current stage; then the gate acts on it.
-                    reports.append(await build_report(store, spec))
+                    reports.append(await build_report(
+                        store, spec, lambda route: config.rules_for(route).value_noise_threshold
+                    ))
                     decisions.append((await evaluate_and_apply(store, spec, datetime.now(UTC))).to_dict())
     finally:
         await server.close()

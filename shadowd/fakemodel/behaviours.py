@@ -16,8 +16,14 @@ from shadowd.fakemodel.request_view import OutputKind, RequestView, view_request
 
 CONTENT_FAULTS: Mapping[OutputKind, tuple[str, ...]] = MappingProxyType(
     {
-        "json": ("json_invalid", "json_wrapped", "key_missing", "type_changed", "truncate", "refusal"),
-        "tool_call": ("tool_input_invalid", "tool_call_missing", "tool_name_changed", "truncate", "refusal"),
+        "json": (
+            "json_invalid", "json_wrapped", "key_missing", "type_changed", "truncate", "refusal",
+            "label_changed", "number_changed", "noisy_value_changed",
+        ),
+        "tool_call": (
+            "tool_input_invalid", "tool_call_missing", "tool_name_changed", "truncate", "refusal",
+            "tool_argument_changed", "tool_call_extra",
+        ),
         "tool_text": ("tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal"),
         "text": ("markdown_drift", "length_drift", "truncate", "refusal"),
     }
@@ -28,7 +34,7 @@ FAULT_NAMES: frozenset[str] = frozenset(
 )
 
 _BEHAVIOUR_KEYS = frozenset(
-    {"latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s"}
+    {"latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s", "noisy_fields"}
 )
 _RULE_KEYS = frozenset({"max_output", "reject_thinking_enabled", "reject_sampling_params"})
 
@@ -64,6 +70,10 @@ class ModelBehaviour:
     faults: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     nondeterminism: float = 0.0
     retry_after_s: float = 0.0
+    # Object keys (in JSON answers and tool inputs) whose values vary on every call, like a
+    # summary a model rewords each time. When set, `nondeterminism` varies free text only, so
+    # every other value is stable call to call.
+    noisy_fields: frozenset[str] = frozenset()
 
 
 CLEAN = ModelBehaviour()
@@ -110,7 +120,7 @@ class Behaviours:
         transient = _walk(unit(digest, model, "transient"), faults, TRANSIENT_FAULTS)
         applicable = CONTENT_FAULTS[view.kind]
         if len(view.tools) < 2:
-            applicable = tuple(name for name in applicable if name != "tool_name_changed")
+            applicable = tuple(name for name in applicable if name not in ("tool_name_changed", "tool_call_extra"))
         content = _walk(unit(digest, model, "content"), faults, applicable)
         return FaultPlan(error, transient, content)
 
@@ -210,7 +220,16 @@ def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehav
         faults=MappingProxyType({name: rate for name, rate in faults.items() if rate > 0}),
         nondeterminism=_number(entry.get("nondeterminism", 0), f"{key}.nondeterminism", source, high=1.0),
         retry_after_s=_number(entry.get("retry_after_s", 0), f"{key}.retry_after_s", source),
+        noisy_fields=_names(entry.get("noisy_fields"), f"{key}.noisy_fields", source),
     )
+
+
+def _names(value: Any, key: str, source: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+        raise BehaviourError(f"{source}: `{key}` must be a list of object key names, got {value!r}")
+    return frozenset(value)
 
 
 def _parse_rules(

@@ -53,21 +53,29 @@ class Reply:
         return body
 
 
-def generate_reply(view: RequestView, fault: str | None = None, salt: int = 0) -> Reply:
-    """Answer a request; the same view, fault and salt always give the same reply.
+def generate_reply(
+    view: RequestView,
+    fault: str | None = None,
+    salt: int = 0,
+    noisy_fields: frozenset[str] = frozenset(),
+    noisy_salt: int = 0,
+) -> Reply:
+    """Answer a request; the same view, fault and salts always give the same reply.
 
     The model id is not an input, so two clean models answer identically; a nonzero salt
-    varies free text freely and JSON / tool values only.
+    varies free text freely and JSON / tool values only. With `noisy_fields`, the salt varies
+    free text alone and `noisy_salt` varies the values of those object keys alone.
     """
+    noise = _Noise(salt, noisy_fields, noisy_salt)
     stop_details = None
     if fault == "refusal":
         blocks: list[dict[str, Any]] = [_text_block(REFUSAL_TEXT)]
         stop_reason = "refusal"
         stop_details = {"type": "refusal", "category": None, "explanation": None}
     elif view.kind == "json":
-        blocks, stop_reason = [_text_block(_json_answer(view, fault, salt))], "end_turn"
+        blocks, stop_reason = [_text_block(_json_answer(view, fault, noise))], "end_turn"
     elif (view.kind == "tool_call" and fault != "tool_call_missing") or fault == "tool_call_unexpected":
-        blocks, stop_reason = _tool_call(view, fault, salt), "tool_use"
+        blocks, stop_reason = _tool_call(view, fault, noise), "tool_use"
     else:
         blocks, stop_reason = [_text_block(_free_text(view, fault, salt))], "end_turn"
 
@@ -199,12 +207,122 @@ def _free_text(view: RequestView, fault: str | None, salt: int) -> str:
 # --- JSON --------------------------------------------------------------------------------
 
 
-def _json_answer(view: RequestView, fault: str | None, salt: int) -> str:
+@dataclass(frozen=True, slots=True)
+class _Noise:
+    """How a call's values vary: everything by `salt`, or only `fields` by `field_salt`."""
+
+    salt: int
+    fields: frozenset[str]
+    field_salt: int
+
+    def instance(self, schema: CompiledSchema, digest: bytes, label: str) -> Any:
+        shape_seed, values_seed = seed(digest, f"{label}_shape"), seed(digest, f"{label}_values")
+        if not self.fields:
+            return schema.instance(Random(shape_seed), Random(values_seed ^ self.salt))
+        stable = schema.instance(Random(shape_seed), Random(values_seed))
+        if self.field_salt:
+            varied = schema.instance(Random(shape_seed), Random(values_seed ^ self.field_salt))
+            _take_fields(stable, varied, self.fields)
+        return stable
+
+
+def _take_fields(stable: Any, varied: Any, fields: frozenset[str]) -> None:
+    """Copy the values of `fields` from `varied` into `stable` (same shape: same draws of structure)."""
+    if isinstance(stable, dict) and isinstance(varied, dict):
+        for key in stable:
+            if key not in varied:
+                continue
+            if key in fields:
+                stable[key] = varied[key]
+            else:
+                _take_fields(stable[key], varied[key], fields)
+    elif isinstance(stable, list) and isinstance(varied, list):
+        for before, after in zip(stable, varied, strict=False):
+            _take_fields(before, after, fields)
+
+
+def _change_a_value(instance: Any, schema: dict[str, Any], u: float, kinds: tuple[str, ...],
+                    fields: frozenset[str], noisy: bool) -> bool:
+    """Change one scalar value, keeping it valid for `schema`: an enum label to another label, a
+    number by a step inside its bounds, a boolean flipped. `noisy` picks among `fields` (where the
+    baseline itself varies), else among the other keys. False when nothing fits."""
+    slots: list[tuple[Any, Any, dict[str, Any], str]] = []
+    stack: list[tuple[Any, dict[str, Any]]] = [(instance, schema)]
+    while stack:
+        node, node_schema = stack.pop()
+        if isinstance(node, dict):
+            properties = node_schema.get("properties") if isinstance(node_schema, dict) else None
+            properties = properties if isinstance(properties, dict) else {}
+            for key, item in node.items():
+                found = properties.get(key)
+                sub: dict[str, Any] = found if isinstance(found, dict) else {}
+                if isinstance(item, dict | list):
+                    stack.append((item, sub))
+                elif (key in fields) == noisy:
+                    kind = _value_kind(item, sub)
+                    if kind in kinds:
+                        slots.append((node, key, sub, kind))
+        elif isinstance(node, list):
+            items = node_schema.get("items") if isinstance(node_schema, dict) else None
+            for element in node:
+                if isinstance(element, dict | list):
+                    stack.append((element, items if isinstance(items, dict) else {}))
+    if not slots:
+        return False
+    slots.sort(key=lambda slot: (kinds.index(slot[3]), str(slot[1])))
+    first_kind = slots[0][3]
+    same_kind = [slot for slot in slots if slot[3] == first_kind]
+    node, key, sub, kind = same_kind[int(u * len(same_kind))]
+    node[key] = _changed(node[key], sub, kind)
+    return True
+
+
+def _value_kind(value: Any, schema: dict[str, Any]) -> str | None:
+    enum = schema.get("enum")
+    if isinstance(enum, list) and value in enum and len(enum) > 1:
+        return "label"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str) and len(value) <= 64:
+        return "string"
+    return None
+
+
+def _changed(value: Any, schema: dict[str, Any], kind: str) -> Any:
+    if kind == "label":
+        options = [option for option in schema["enum"] if option != value]
+        return options[0]
+    if kind == "boolean":
+        return not value
+    if kind == "number":
+        step = 1 if isinstance(value, int) else max(1.0, abs(value) * 0.5)
+        high, low = schema.get("maximum"), schema.get("minimum")
+        if isinstance(high, int | float) and value + step > high:
+            step = -step
+        if isinstance(low, int | float) and value + step < low:
+            return value  # no room either way: leave it (the bounds allow one value only)
+        return round(value + step, 2) if isinstance(value, float) else value + step
+    return f"{value}-v2" if len(value) < 60 else value[::-1]
+
+
+_VALUE_FAULTS = {
+    "label_changed": ("label", "string"),
+    "number_changed": ("number",),
+    "tool_argument_changed": ("label", "number", "boolean", "string"),
+}
+
+
+def _json_answer(view: RequestView, fault: str | None, noise: _Noise) -> str:
     schema = view.output_schema
     assert schema is not None
-    shape = Random(seed(view.digest, "json_shape"))
-    values = Random(seed(view.digest, "json_values") ^ salt)
-    instance = schema.instance(shape, values)
+    instance = noise.instance(schema, view.digest, "json")
+    if fault in _VALUE_FAULTS:
+        _change_a_value(instance, schema.schema, unit(view.digest, fault), _VALUE_FAULTS[fault], noise.fields, False)
+    elif fault == "noisy_value_changed":
+        _change_a_value(instance, schema.schema, unit(view.digest, fault), ("label", "number", "boolean", "string"),
+                        noise.fields, True)
     if fault == "key_missing":
         _drop_key(instance, schema, unit(view.digest, "key_missing"))
     elif fault == "type_changed":
@@ -269,7 +387,7 @@ def retyped(value: Any) -> Any:
 # --- tool calls --------------------------------------------------------------------------
 
 
-def _tool_call(view: RequestView, fault: str | None, salt: int) -> list[dict[str, Any]]:
+def _tool_call(view: RequestView, fault: str | None, noise: _Noise) -> list[dict[str, Any]]:
     names = view.tool_names
     index = int(unit(view.digest, "tool") * len(names))
     if view.forced_tool is not None:
@@ -278,21 +396,31 @@ def _tool_call(view: RequestView, fault: str | None, salt: int) -> list[dict[str
         index = (index + 1 + int(unit(view.digest, "tool_swap") * (len(names) - 1))) % len(names)
     tool = view.tools[index]
     schema = compiled_tool_schema(tool.get("input_schema"))
-    shape = Random(seed(view.digest, "tool_shape"))
-    values = Random(seed(view.digest, "tool_values") ^ salt)
-    tool_input = schema.instance(shape, values)
+    tool_input = noise.instance(schema, view.digest, "tool")
     if not isinstance(tool_input, dict):
         tool_input = {}
     if fault == "tool_input_invalid":
         _violate(tool_input, schema)
+    elif fault == "tool_argument_changed":
+        _change_a_value(tool_input, schema.schema, unit(view.digest, fault), _VALUE_FAULTS[fault], noise.fields, False)
     words = Random(seed(view.digest, "tool_text"))
     noun = VOCABULARY[words.randrange(len(VOCABULARY))]
     text = f"I'll use the {tool['name']} tool to look up the {noun} details."
     tool_id = "toolu_01" + _base62(seed(view.digest, "tool_id"), 22)
-    return [
+    blocks = [
         _text_block(text),
         {"type": "tool_use", "id": tool_id, "name": tool["name"], "input": tool_input},
     ]
+    if fault == "tool_call_extra" and len(names) > 1:
+        # The same call, then one more to another tool: a side effect the baseline never had.
+        extra = view.tools[(index + 1) % len(names)]
+        extra_schema = compiled_tool_schema(extra.get("input_schema"))
+        extra_input = noise.instance(extra_schema, view.digest, "extra_tool")
+        blocks.append({
+            "type": "tool_use", "id": "toolu_01" + _base62(seed(view.digest, "extra_tool_id"), 22),
+            "name": extra["name"], "input": extra_input if isinstance(extra_input, dict) else {},
+        })
+    return blocks
 
 
 def _violate(tool_input: dict[str, Any], schema: CompiledSchema) -> None:

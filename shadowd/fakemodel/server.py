@@ -314,7 +314,8 @@ class _MessagesEndpoint:
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
         salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-        reply = generate_reply(view, plan.content, salt)
+        noisy = behaviours.behaviour_for(model).noisy_fields
+        reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1

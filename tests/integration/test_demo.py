@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.helpers import DEMO_BEHAVIOURS, run_cli, run_cli_json
+from tests.helpers import DEMO_BEHAVIOURS, DEMO_CONFIG, run_cli, run_cli_json
 
 # Behaviour-file fault -> the finding code it must produce in the report.
 FAULT_CODES = {
@@ -23,6 +23,10 @@ FAULT_CODES = {
     "error": "error.candidate",
     "markdown_drift": "style.markdown_drift",
     "length_drift": "length.drift",
+    "label_changed": "value.changed",
+    "number_changed": "value.changed",
+    "tool_argument_changed": "value.changed",
+    "tool_call_extra": "tool.call_unexpected",
 }
 
 
@@ -44,6 +48,22 @@ def test_demo_reports_every_injected_fault_and_no_regression_for_the_clean_candi
     assert clean["counts"]["regression"] == 0
     assert clean["counts"]["pass"] + clean["counts"]["noise"] == 450
     assert result["summary"]["dead_letters"], "the demo's malformed lines must land in the dead letters"
+
+
+def test_demo_shows_value_changes_on_stable_fields_only(tmp_path: Path) -> None:
+    """Scripted label and number changes are value.changed regressions; the summary, which the
+    baseline rewords on every call, is never one, and the report lists it among the noisy paths."""
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    result = run_cli_json("demo", "--count", "300", "--db", db)
+    report = next(r for r in result["reports"] if r["rollout"] == "opus-4-7")
+    assert report["by_code"]["value.changed"]["count"] > 0
+    rows = run_cli_json("verdicts", "--rollout", "opus-4-7", "--code", "value.changed", "--limit", "1000",
+                        "--db", db, "-c", str(DEMO_CONFIG))
+    blocking = [f for row in rows for f in row["findings"] if f["code"] == "value.changed" and not f["noise"]]
+    assert blocking and {f["path"] for f in blocking} & {"/priority", "/sentiment", "/customer/tier"}
+    assert not [f for f in blocking if f["path"] in ("/summary", "/generated_at")]
+    noisy = {entry["path"] for entry in report["noisiest"]["support-summary"]["paths"]}
+    assert "$.summary" in noisy and "$.priority" not in noisy
 
 
 def test_demo_rates_roughly_match_the_behaviour_file(tmp_path: Path) -> None:

@@ -282,6 +282,30 @@ CASES: dict[str, Case] = {
         TOOL_COUNT_CHANGED,
         True,
     ),
+    "call_unexpected/extra-name-next-to-the-same-call": Case(
+        side("", tool_use("get_weather")),
+        side("", tool_use("get_weather"), tool_use("get_forecast")),
+        "tool.call_unexpected",
+        True,
+    ),
+    "call_missing/dropped-name-next-to-the-same-call": Case(
+        side("", tool_use("get_weather"), tool_use("get_forecast")),
+        side("", tool_use("get_weather")),
+        "tool.call_missing",
+        True,
+    ),
+    "call_unexpected/not-same-multiset-in-another-order": Case(
+        side("", tool_use("get_weather"), tool_use("get_forecast")),
+        side("", tool_use("get_forecast"), tool_use("get_weather")),
+        "tool.call_unexpected",
+        False,
+    ),
+    "call_missing/not-one-call-repeated": Case(
+        side("", tool_use("get_weather")),
+        side("", tool_use("get_weather"), tool_use("get_weather")),
+        "tool.call_missing",
+        False,
+    ),
     "count_changed/not-same-count": Case(
         side("", tool_use("search")), side("", tool_use("lookup")), TOOL_COUNT_CHANGED, False
     ),
@@ -363,6 +387,43 @@ CASES: dict[str, Case] = {
     "length_drift/not-0.5x": Case(side("a", out=100), side("b", out=50), "length.drift", False),
     "length_drift/not-without-baseline-count": Case(
         side("a", out=0), side("b", out=500), "length.drift", False
+    ),
+    # value.changed
+    "value_changed/label": Case(
+        side(with_(ORDER, status="shipped")), side(with_(ORDER, status="cancelled")), "value.changed", True, "/status"
+    ),
+    "value_changed/array-item-number": Case(
+        side(ORDER),
+        side(with_(ORDER, items=[{"sku": "A1", "price": 19.5, "qty": 1}])),
+        "value.changed",
+        True,
+        "/items/0/price",
+    ),
+    "value_changed/tool-argument": Case(
+        side("", tool_use("search", {"query": "desk", "limit": 5})),
+        side("Looking.", tool_use("search", {"query": "desk", "limit": 50})),
+        "value.changed",
+        True,
+        "/content/1/input/limit",
+    ),
+    "value_changed/not-same-number-as-float": Case(
+        side(with_(ORDER, order_id=7730)), side(with_(ORDER, order_id=7730.0)), "value.changed", False
+    ),
+    "value_changed/not-prose": Case(
+        side({"summary": "The customer says the desk arrived with a cracked panel and wants it replaced."}),
+        side({"summary": "A customer reports a cracked panel on the standing desk; they ask for a new one."}),
+        "value.changed",
+        False,
+    ),
+    "value_changed/not-ignored-path": Case(
+        side({"generated_at": "2026-11-30T10:00:00Z"}),
+        side({"generated_at": "2026-11-30T10:00:07Z"}),
+        "value.changed",
+        False,
+        rules=RouteRules(ignore_paths=("$.generated_at",)),
+    ),
+    "value_changed/not-type-change": Case(
+        side(with_(ORDER, order_id=7730)), side(with_(ORDER, order_id="7730")), "value.changed", False
     ),
     # error.candidate
     "error_candidate/raised": Case(
@@ -483,7 +544,8 @@ def test_failed_baseline_repeat_gives_no_noise_information() -> None:
 def test_schema_violation_the_baseline_shares_is_noise() -> None:
     """A schema violation the baseline also commits is pre-existing: noise, not the candidate's fault."""
     rules = RouteRules(output_schema=ORDER_SCHEMA)
-    result = compare(side(with_(ORDER, order_id="1")), side(with_(ORDER, order_id="2")), rules=rules)
+    reordered = dict(reversed(list(with_(ORDER, order_id="1").items())))  # same values, other text
+    result = compare(side(with_(ORDER, order_id="1")), side(reordered), rules=rules)
     assert result.status is Status.NOISE
     assert [(f.code, f.noise) for f in result.findings] == [("schema.violation", True)]
 
@@ -502,7 +564,7 @@ def test_tool_input_invalid_the_baseline_shares_is_noise() -> None:
     """A candidate call invalid the same way the baseline's call to that tool was is noise."""
     result = compare(
         side("", tool_use("search", {"query": 1})),
-        side("", tool_use("search", {"query": 2})),
+        side("Searching.", tool_use("search", {"query": 1})),
         tools=SEARCH_TOOLS,
     )
     assert [(f.code, f.noise) for f in result.findings] == [("tool.input_invalid", True)]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowd.core.gate import Evidence, GateConfig, GateDecision, RolloutState, evaluate_gate
+from shadowd.core.gate import GATE_VERSION, Evidence, GateConfig, GateDecision, RolloutState, evaluate_gate
 
 STAGES = (1, 5, 25, 50, 100)
 CONFIG = GateConfig()
@@ -48,8 +48,18 @@ CASES = [
          "rollback", 2, 0, "stays rolled back"),
     Case("complete stays complete", RolloutState(STAGES, 4, "complete"), BAD,
          "complete", 4, 100, "already complete"),
-    Case("too little data holds, even if every verdict regressed", RolloutState(STAGES, 0),
+    Case("clear harm rolls back before min_samples", RolloutState(STAGES, 0),
          Evidence(samples=150, stage_samples=150, candidate_regressions=150, baseline_noise_regressions=0,
+                  both_regressed=0),
+         "rollback", 0, 0, "lower 95% bound of the increase"),
+    # The issue's case: 48% regressions against 2% noise at 170 verdicts held as "170 of 200".
+    Case("48% against 2% noise at 170 verdicts rolls back", RolloutState(STAGES, 1),
+         Evidence(samples=170, stage_samples=170, candidate_regressions=82, baseline_noise_regressions=3,
+                  both_regressed=1),
+         "rollback", 1, 0, "regression rate 48.24% vs baseline noise 1.76%"),
+    # Near miss: the same few verdicts with a modest excess are not proof of harm yet.
+    Case("a modest excess before min_samples holds", RolloutState(STAGES, 0),
+         Evidence(samples=150, stage_samples=150, candidate_regressions=9, baseline_noise_regressions=3,
                   both_regressed=0),
          "hold", 0, 1, "150 of 200 compared verdicts"),
     Case("no data holds", RolloutState(STAGES, 0), Evidence(0, 0, 0, 0, 0),
@@ -76,6 +86,10 @@ CASES = [
          "rollback", 1, 0, "latency p95 ratio 1.80 (candidate 1620 ms vs baseline 900 ms) > 1.50"),
     Case("expensive candidate rolls back", RolloutState(STAGES, 1), ev(GOOD, cost_usd_candidate=25.0),
          "rollback", 1, 0, "cost ratio 2.50 (candidate $25.0000 vs baseline $10.0000) > 2.00"),
+    Case("cost breach waits for min_samples", RolloutState(STAGES, 0),
+         ev(GOOD, samples=199, stage_samples=199, candidate_regressions=2, baseline_noise_regressions=2,
+            both_regressed=0, cost_usd_candidate=80.0),
+         "hold", 0, 1, "199 of 200"),
     Case("latency breach waits for min_samples", RolloutState(STAGES, 0),
          ev(GOOD, samples=100, stage_samples=100, candidate_regressions=1, baseline_noise_regressions=1,
             both_regressed=0, latency_p95_candidate_ms=5000.0),
@@ -188,11 +202,16 @@ def evidence(draw: st.DrawFn) -> Evidence:
 @settings(max_examples=300, deadline=None)
 @given(evidence=evidence(), stage_index=st.integers(0, 4))
 def test_every_decision_keeps_the_gate_invariants(evidence: Evidence, stage_index: int) -> None:
-    """For any consistent evidence: too little data holds; promotion needs shown non-inferiority."""
+    """For any consistent evidence: too little data only holds or rolls back on the regression bound;
+    promotion needs shown non-inferiority; every decision names the gate version."""
     decision: GateDecision = evaluate_gate(CONFIG, RolloutState(STAGES, stage_index), evidence)
     assert decision.reasons
+    assert decision.gate_version == GATE_VERSION and decision.figures["gate_version"] == GATE_VERSION
     if evidence.samples < CONFIG.min_samples:
-        assert decision.decision == "hold"
+        assert decision.decision in ("hold", "rollback")
+        if decision.decision == "rollback":
+            lower = decision.figures["rate_increase_lower"]
+            assert isinstance(lower, float) and lower > CONFIG.max_regression_rate_increase
     if decision.decision in ("promote", "complete"):
         upper = decision.figures["rate_increase_upper"]
         assert isinstance(upper, float) and upper <= CONFIG.max_regression_rate_increase

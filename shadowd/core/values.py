@@ -1,0 +1,129 @@
+"""Scalar values of the text's JSON and of tool inputs, path by path (SPEC §8 `value.changed`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from shadowd.core.jsonshape import ARRAY_ITEM, MAX_SHAPE_DEPTH, escape_token, shape_token
+
+# A string longer than this is prose: its wording varies from call to call, so it is not compared
+# unless its path is listed in the route's `value_paths`.
+MAX_COMPARED_STRING = 64
+# More leaves than this in one document are not compared: such output is a data dump, and the
+# walk must stay bounded whatever a model returns.
+MAX_LEAVES = 5000
+_DETAIL_VALUE_CHARS = 60
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One scalar value and where it sits."""
+
+    pointer: str  # JSON pointer of the value in the finding's frame (concrete array indices)
+    key: str  # noise key: JSONPath with every index as [*], prefixed by the tool for tool inputs
+    shape_key: str  # shape key (pointer with "*" indices) that ignore_paths and value_paths match
+    value: Any
+
+
+def json_path(tokens: tuple[str | None, ...]) -> str:
+    """A readable JSONPath for object keys and array items (None): `$.items[*].price`."""
+    parts = ["$"]
+    for token in tokens:
+        if token is None:
+            parts.append("[*]")
+        elif _PLAIN_NAME.fullmatch(token):
+            parts.append("." + token)
+        else:
+            escaped = token.replace("\\", "\\\\").replace("'", "\\'")
+            parts.append(f"['{escaped}']")
+    return "".join(parts)
+
+
+def scalar_leaves(document: Any, pointer_prefix: str = "", key_prefix: str = "") -> dict[str, Leaf]:
+    """Every scalar (number, boolean, null, string) in `document`, by its pointer relative to the
+    document. Containers are walked depth-first up to MAX_SHAPE_DEPTH and MAX_LEAVES."""
+    leaves: dict[str, Leaf] = {}
+    for relative, tokens, value in _walk(document):
+        shape = "".join("/" + (ARRAY_ITEM if t is None else shape_token(t)) for t in tokens)
+        leaves[relative] = Leaf(
+            pointer=pointer_prefix + relative,
+            key=key_prefix + json_path(tokens),
+            shape_key=shape,
+            value=value,
+        )
+        if len(leaves) >= MAX_LEAVES:
+            break
+    return leaves
+
+
+def _walk(document: Any) -> Iterator[tuple[str, tuple[str | None, ...], Any]]:
+    stack: list[tuple[Any, str, tuple[str | None, ...]]] = [(document, "", ())]
+    while stack:
+        value, pointer, tokens = stack.pop()
+        if isinstance(value, dict):
+            if len(tokens) >= MAX_SHAPE_DEPTH:
+                continue
+            for key, child in reversed(list(value.items())):
+                name = str(key)
+                stack.append((child, f"{pointer}/{escape_token(name)}", (*tokens, name)))
+        elif isinstance(value, list):
+            if len(tokens) >= MAX_SHAPE_DEPTH:
+                continue
+            for index in range(len(value) - 1, -1, -1):
+                stack.append((value[index], f"{pointer}/{index}", (*tokens, None)))
+        elif tokens:  # a bare scalar document has no path to compare
+            yield pointer, tokens, value
+
+
+def json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def is_prose(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > MAX_COMPARED_STRING
+
+
+def same_value(before: Any, after: Any) -> bool:
+    """JSON equality of two scalars: 1 equals 1.0, true does not equal 1, NaN equals NaN."""
+    kind = json_kind(before)
+    if kind != json_kind(after):
+        return False
+    if kind == "number":
+        if isinstance(before, float) and isinstance(after, float) and math.isnan(before) and math.isnan(after):
+            return True
+        return bool(before == after)
+    return bool(before == after)
+
+
+def comparable_kinds(before: Any, after: Any) -> bool:
+    """Same JSON type, or one side null. Other type changes are schema.type_changed's to report."""
+    kind_before, kind_after = json_kind(before), json_kind(after)
+    return kind_before == kind_after or "null" in (kind_before, kind_after)
+
+
+def shown(value: Any) -> str:
+    """A value for a finding's detail: JSON-like, clipped, control characters made visible."""
+    if isinstance(value, str):
+        text = repr(value)
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = repr(value)
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch) & 0xFF:02x}" for ch in text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= _DETAIL_VALUE_CHARS else text[: _DETAIL_VALUE_CHARS - 3] + "..."
