@@ -43,7 +43,7 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; white-spac
 .st-pass { color:var(--green); } .st-regression { color:var(--red); font-weight:600; } .st-noise { color:#8a5a00; }
 .st-error { color:#862e9c; } .st-skipped { color:var(--muted); }
 .heat { text-align:right; font-variant-numeric:tabular-nums; }
-.best { background:#ebfbee; } .mark { color:var(--green); font-weight:700; }
+.nowrap { white-space:nowrap; } .best { background:#ebfbee; } .mark { color:var(--green); font-weight:700; }
 .j-worse { color:var(--red); font-weight:600; } .j-notworse { color:var(--green); font-weight:600; }
 .j-undecided { color:var(--amber); } .j-baseline { color:var(--muted); }
 svg.chart { width:100%; height:auto; display:block; margin:4px 0; }

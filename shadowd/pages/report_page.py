@@ -321,12 +321,12 @@ def _latency_cost_section(report: dict[str, Any], histograms: dict[str, dict[int
         + svg.render(chart)
         + svg.legend([("baseline", svg.PALETTE["baseline"], "line"), ("candidate", svg.PALETTE["candidate"], "line"),
                       ("p95 of each side", "#98a0ae", "dashed")])
-        + '<div class="grid2"><div>' + cost + "</div><div>"
+        + "<h3>Cost per request</h3>" + cost
         + '<table><thead><tr><th>side</th><th class="num">p50</th><th class="num">p95</th>'
           '<th class="num">cost / request</th><th class="num">cost in all</th></tr></thead>'
         + f"<tbody>{table}</tbody></table>"
         + '<p class="note">Over compared verdicts. Cumulative distribution: the further left a line, the faster '
-          "that side.</p></div></div></section>"
+          "that side.</p></section>"
     )
 
 
@@ -339,14 +339,14 @@ def routes_table_html(rows: Sequence[dict[str, Any]]) -> str:
         cls = {"not worse": "j-notworse", "worse": "j-worse", "undecided": "j-undecided"}.get(judgement, "j-baseline")
         acceptable = _pct(row["acceptability"]) if row.get("acceptability") is not None else "—"
         body.append(
-            f'<tr class="{"best" if row["recommended"] else ""}"><td>{esc(row["route"])}</td>'
-            f'<td class="mono">{esc(row["model"])}</td><td>{esc(row["rollout"]) if row["role"] == "candidate" else "baseline"}'
+            f'<tr class="{"best" if row["recommended"] else ""}"><td class="nowrap">{esc(row["route"])}</td>'
+            f'<td class="mono nowrap">{esc(row["model"])}</td><td>{esc(row["rollout"]) if row["role"] == "candidate" else "baseline"}'
             f'</td><td class="num">{int(row["verdicts"]):,}</td>'
             f'<td class="num">{_pct(row["regression_rate"])} <span class="note">[{_pct(low)}, {_pct(high)}]</span></td>'
             f'<td class="{cls}">{esc(judgement)}</td><td class="num">{acceptable}</td>'
             f'<td class="num">{_ms(row["latency_ms"]["p50"])}</td><td class="num">{_ms(row["latency_ms"]["p95"])}</td>'
             f'<td class="num">{_usd(row["cost_per_request_usd"])}</td>'
-            f'<td class="mark">{"★ cheapest not worse" if row["recommended"] else ""}</td></tr>'
+            f'<td class="mark nowrap">{"★ cheapest" if row["recommended"] else ""}</td></tr>'
         )
     return (
         '<table><thead><tr><th>route</th><th>model</th><th>rollout</th><th class="num">verdicts</th>'
@@ -369,10 +369,31 @@ def _routes_section(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _noise_section(paths: Sequence[dict[str, Any]], report: dict[str, Any]) -> str:
+    """The learned noise rates per route (paths and codes) when kept; otherwise the noise findings per path."""
+    learned = report.get("noisiest") or {}
+    rows = []
+    for route, entry in learned.items():
+        for item in [*entry.get("paths", []), *entry.get("codes", [])]:
+            key = item.get("path") or item.get("code") or ""
+            rows.append(
+                f"<tr><td>{esc(route)}</td><td class=\"mono\">{esc(key)}</td>"
+                f"<td class=\"num\">{_pct(item['rate'])}</td>"
+                f"<td class=\"num\">{int(item['differed']):,} / {int(item['samples']):,}</td>"
+                f"<td>{'treated as noise' if item.get('noise') else ''}</td></tr>"
+            )
+    if rows:
+        return (
+            '<section id="noise"><h2>The noisiest paths</h2><p class="note">How often the baseline, replayed twice, '
+            "disagrees with itself at each path or finding code, per route, over the recent window. A path above the "
+            "route's threshold is treated as noise: a candidate differing there is not held against it.</p>"
+            '<table><thead><tr><th>route</th><th>path or code</th><th class="num">rate</th>'
+            '<th class="num">differed / checked</th><th></th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></section>"
+        )
     if not paths:
         return ""
     compared = report["compared"] or 0
-    rows = "".join(
+    fallback = "".join(
         f"<tr><td>{esc(p['route'])}</td><td class=\"mono\">{esc(p['code'])}</td>"
         f"<td class=\"mono\">{esc(p['path'] or '(whole answer)')}</td><td class=\"num\">{int(p['count'])}</td>"
         f"<td class=\"num\">{_pct(p['count'] / compared if compared else None)}</td></tr>"
@@ -382,7 +403,7 @@ def _noise_section(paths: Sequence[dict[str, Any]], report: dict[str, Any]) -> s
         '<section id="noise"><h2>The noisiest paths</h2><p class="note">Differences the baseline also shows against '
         "its own second replay, so they are not held against the candidate: candidates for a route's "
         "<code>ignore_paths</code> when they are expected to vary.</p><table><thead><tr><th>route</th><th>code</th>"
-        f'<th>path</th><th class="num">verdicts</th><th class="num">share</th></tr></thead><tbody>{rows}</tbody>'
+        f'<th>path</th><th class="num">verdicts</th><th class="num">share</th></tr></thead><tbody>{fallback}</tbody>'
         "</table></section>"
     )
 

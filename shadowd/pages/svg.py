@@ -215,11 +215,11 @@ def bar_chart(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, float 
               value_format: Callable[[float], str]) -> str:
     """Horizontal grouped bars: groups of (label, [(series label, value, colour)])."""
     rows = sum(max(len(bars), 1) for _, bars in groups)
-    row_h, gap, label_w = 24, 12, 200
+    row_h, gap, label_w = 22, 10, 220
     height = TOP + rows * row_h + gap * len(groups) + 12
     values = [v for _, bars in groups for _, v, _ in bars if v is not None and math.isfinite(v)]
     top = max(values, default=0.0) or 1.0
-    plot_w = WIDTH - label_w - 110
+    plot_w = WIDTH - label_w - 200
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
              f'<title>{esc(title)}</title>']
     y = TOP
