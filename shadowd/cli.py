@@ -18,6 +18,7 @@ import click
 from shadowd import __version__
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import redact_url, url_password
 from shadowd.logging import configure_logging, register_secrets
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class Context:
         self.config_path = config or self.settings.config
         self.as_json = as_json
         configure_logging(level, self.settings.log_format)
-        register_secrets([self.settings.admin_token, self.settings.read_token])
+        register_secrets([self.settings.admin_token, self.settings.read_token, url_password(self.db_url)])
 
     def config(self) -> Config:
         config = load_config(self.config_path, self.settings)
@@ -124,8 +125,12 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
     from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from shadowd.adapters.database_url import DatabaseUrlError
+
     if isinstance(exc, CliError):
         return exc.exit_code, str(exc)
+    if isinstance(exc, DatabaseUrlError):
+        return EXIT_USAGE, f"bad database URL (--db / SHADOWD_DATABASE_URL): {exc}"
     if isinstance(exc, ConfigError):
         return EXIT_USAGE, f"config error: {exc}"
     if isinstance(exc, ValidationError):
@@ -271,12 +276,15 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
         print_report(report)
         click.echo(f"canary decision for {decision['rollout']}: {decision['decision'].upper()} "
                    f"(canary now {decision['canary_percent']}%)\n")
-    click.echo(f"\nVerdicts are in {db_url}. Look closer with, for example:")
-    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_url} -c {result['config']}")
+    # A URL with a password is shown without it; the hints then read it from the environment.
+    shown = redact_url(db_url)
+    db_arg = db_url if shown == db_url else '"$SHADOWD_DATABASE_URL"'
+    click.echo(f"\nVerdicts are in {shown}. Look closer with, for example:")
+    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_arg} -c {result['config']}")
     examples = [ids[0] for report in result["reports"] if report["rollout"] == "opus-4-7"
                 for ids in report.get("examples", {}).values() if ids]
     if examples:
-        click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_url} -c {result['config']}")
+        click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_arg} -c {result['config']}")
     click.echo("\nThe HTML reports (open in a browser; example request ids link to their verdict pages):")
     for page in pages:
         click.echo(f"  {page.resolve()}")
@@ -302,7 +310,7 @@ def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: 
 
     config = load_config(config_path, ctx.settings)
     if not quiet:
-        click.echo(f"\nServing the API over {db_url} on http://{http} (Ctrl-C to stop), e.g.")
+        click.echo(f"\nServing the API over {redact_url(db_url)} on http://{http} (Ctrl-C to stop), e.g.")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7/weights")
         click.echo(f"  http://{http}/v1/rollouts/opus-4-7/report.html (the HTML report, in a browser)")
@@ -710,30 +718,16 @@ def token_hash() -> None:
 
 def checked_db_url(url: str) -> str:
     """The database URL if shadowd can use it; a bad one is exit 2 with the reason (no password shown)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from shadowd.adapters.sql_store import normalise_url
+    from shadowd.adapters.database_url import DatabaseUrlError, engine_target
 
     try:
-        parsed = make_url(normalise_url(url))
-    except ArgumentError:
-        raise CliError(f"--db: {printable_url(url)!r} is not a database URL "
-                       "(use postgresql://USER@HOST/DB or sqlite:///FILE)") from None
+        parsed = engine_target(url).url
+    except DatabaseUrlError as exc:
+        raise CliError(f"--db: {exc} (use postgresql://USER@HOST/DB or sqlite:///FILE)") from None
     if parsed.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
         raise CliError(f"--db: unsupported database {parsed.drivername.split('+')[0]!r} "
                        "(use postgresql://USER@HOST/DB or sqlite:///FILE)")
     return url
-
-
-def printable_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1]
 
 
 def _config_or_exit(ctx: Context) -> Config:

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
-from shadowd.adapters.sql_store import open_store
+from shadowd.adapters.sql_store import DatabaseUrlError, open_store
 from shadowd.api import ApiState, create_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
@@ -44,7 +44,10 @@ def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonO
     try:
         asyncio.run(async_run(config, settings, db_url, options))
     except KafkaClientOptionError as exc:
-        log.error("fatal", error=str(exc))
+        log.error("fatal", error=str(exc), config=str(config.path) if config.path else None)
+        return 2
+    except DatabaseUrlError as exc:
+        log.error("fatal", error=f"database URL (--db / SHADOWD_DATABASE_URL): {exc}")
         return 2
     except Exception as exc:
         log.exception("fatal", error=f"{type(exc).__name__}: {exc}")
@@ -146,6 +149,8 @@ async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
     while not stop.is_set():
         try:
             return await open_store(db_url, upgrade=True)
+        except DatabaseUrlError:
+            raise
         except (OSError, ConnectionError) as exc:
             log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
         except Exception as exc:

@@ -42,6 +42,16 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.grades = Counter(
+            "shadowd_judge_grades_total", "Grading calls by judge model and outcome.", ["model", "outcome"], registry=r
+        )
+        self.gradings = Counter(
+            "shadowd_gradings_total", "Compared verdicts on judged routes by grading status.", ["rollout", "status"],
+            registry=r,
+        )
+        self.grading_cost = Counter(
+            "shadowd_grading_cost_usd_total", "Judge spend in USD (part of the shadow budget).", ["rollout"], registry=r
+        )
         self.in_flight_records = Gauge("shadowd_records_in_flight", "Records being replayed.", registry=r)
         self.store_errors = Counter("shadowd_store_errors_total", "Failed writes to the store.", registry=r)
         self.consumer_paused = Gauge("shadowd_consumer_paused", "1 while fetching is paused.", registry=r)

@@ -628,7 +628,13 @@ def _schemas() -> dict[str, Any]:
                         "baseline": {"type": "number"},
                         "candidate": {"type": "number"},
                         "ratio": nullable_number,
+                        "grading": {"type": "number", "description": "Judge spend (docs/JUDGE.md)."},
                     },
+                },
+                "judge": {
+                    "type": ["object", "null"],
+                    "description": "Graded share, acceptability per side with intervals, discordant pairs; "
+                    "null when no route of the rollout has a judge (docs/JUDGE.md).",
                 },
             },
         },
@@ -694,6 +700,20 @@ def _schemas() -> dict[str, Any]:
                 "adaptations": {"type": "array", "items": {"type": "string"}},
                 "comparator_version": {"type": "string"},
                 "baseline_noise_blocking": {"type": "boolean"},
+                "grades": {
+                    "type": ["object", "null"],
+                    "description": "The judge's grading status and both grades (acceptable, score, reason, "
+                    "judge_model, cost_usd); null when the route has no judge.",
+                    "properties": {
+                        "status": {"enum": ["graded", "failed", "over_budget", "not_sampled", "no_text"]},
+                        "judge_model": {"type": "string"},
+                        "judge_version": {"type": "string"},
+                        "baseline": {"type": ["object", "null"]},
+                        "candidate": {"type": ["object", "null"]},
+                        "cost_usd": {"type": "number"},
+                        "error": {"type": ["string", "null"]},
+                    },
+                },
                 "captured_at": {"type": ["string", "null"], "format": "date-time"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "attributes": {"type": "object", "additionalProperties": {"type": "string"}},

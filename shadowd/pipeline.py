@@ -17,9 +17,11 @@ from shadowd.core.adaptation import adapt_request
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
+from shadowd.core.judge import apply_grading
 from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
 from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
@@ -71,6 +73,7 @@ class ShadowPipeline:
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
+        self.grader = AnswerGrader(models, self.metrics)
         self._noise: dict[tuple[str, str], _RouteNoise] = {}
         self._noise_loads: dict[tuple[str, str], asyncio.Task[_RouteNoise]] = {}
         self._checks_in_flight: dict[tuple[str, str], int] = {}
@@ -158,6 +161,7 @@ class ShadowPipeline:
                 self._checks_in_flight[(model, envelope.route)] -= 1
 
         verdicts = skipped
+        compared: list[VerdictRecord] = []
         observed: set[str] = set()  # baselines whose noise observation is already attached
         rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
@@ -205,10 +209,49 @@ class ShadowPipeline:
                 observed.add(rollout.baseline)
                 noise.model.add(comparison.observation)
                 verdict = replace(verdict, noise_observation=comparison.observation)
-            verdicts.append(verdict)
+            compared.append(verdict)
+        verdicts += await self._graded(envelope, compared, now_s)
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
+
+    async def _graded(self, envelope: Envelope, verdicts: list[VerdictRecord], now_s: float) -> list[VerdictRecord]:
+        """The verdicts with the route judge's grades and finding (SPEC §8).
+
+        Grading runs before the verdicts go to the store, so an offset is never committed past a verdict
+        still waiting for its grades; its spend counts against the same hourly budget as replays.
+        """
+        judge = self.config.judge_for(envelope.route)
+        if judge is None or not verdicts:
+            return verdicts
+        specs = {r.name: r for r in self.config.rollouts}
+        gradings = await self.grader.grade(
+            judge,
+            envelope.request_id,
+            envelope.request,
+            [
+                GradingJob(
+                    v.baseline, v.candidate, v.status, (specs[v.rollout].baseline, specs[v.rollout].candidate),
+                    over_budget=self._over_budget(specs[v.rollout], now_s),
+                )
+                for v in verdicts
+            ],
+            deadline=time.monotonic() + self.config.models.retry_deadline_s,
+        )
+        graded = []
+        for verdict, grading in zip(verdicts, gradings, strict=True):
+            if grading is None:
+                graded.append(verdict)
+                continue
+            if grading.cost_usd:
+                self.spend[verdict.rollout].add(now_s, grading.cost_usd)
+            status, findings = apply_grading(verdict.status, verdict.findings, grading)
+            graded.append(replace(verdict, status=status, findings=findings, grading=grading))
+        return graded
+
+    def _over_budget(self, rollout: RolloutSpec, now_s: float) -> bool:
+        cap = rollout.budget_usd_per_hour
+        return cap is not None and self.spend[rollout.name].spent(now_s) >= cap
 
     def _wants_repeat(
         self, rollout: RolloutSpec, envelope: Envelope, route_noise: dict[str, _RouteNoise]
@@ -331,6 +374,9 @@ class ShadowPipeline:
         for finding in verdict.findings:
             if not finding.noise:
                 self.metrics.findings.labels(verdict.rollout, finding.code).inc()
+        if verdict.grading is not None:
+            self.metrics.gradings.labels(verdict.rollout, verdict.grading.status).inc()
+            self.metrics.grading_cost.labels(verdict.rollout).inc(verdict.grading.cost_usd)
         log.info(
             "verdict",
             request_id=verdict.request_id,
@@ -340,6 +386,7 @@ class ShadowPipeline:
             codes=sorted({f.code for f in verdict.findings if not f.noise}),
             reason=verdict.reason,
             error_reason=verdict.error_reason,
+            grading=verdict.grading.status if verdict.grading else None,
             partition=verdict.partition,
             offset=verdict.offset,
         )

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shadowd.core.findings import Finding, Status
+from shadowd.core.judge import Grading
 from shadowd.core.noise import NoiseObservation
 from shadowd.core.results import SideResult
 
@@ -39,6 +40,7 @@ class VerdictRecord:
     reason: str | None = None
     error_reason: str | None = None  # for status error: an ErrorReason value (capacity, baseline_failed, ...)
     baseline_noise_blocking: bool = False
+    grading: Grading | None = None  # the judge's grades (SPEC §8); None when the route has no judge
     captured_at: datetime | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     source: str | None = None
@@ -73,6 +75,7 @@ class VerdictRecord:
             "adaptations": list(self.adaptations),
             "comparator_version": self.comparator_version,
             "baseline_noise_blocking": self.baseline_noise_blocking,
+            "grades": self.grading.to_dict() if self.grading else None,
             "captured_at": self.captured_at.isoformat() if self.captured_at else None,
             "created_at": self.created_at.isoformat(),
             "attributes": self.attributes,

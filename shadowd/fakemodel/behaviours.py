@@ -24,8 +24,10 @@ CONTENT_FAULTS: Mapping[OutputKind, tuple[str, ...]] = MappingProxyType(
             "tool_input_invalid", "tool_call_missing", "tool_name_changed", "truncate", "refusal",
             "tool_argument_changed", "tool_call_extra",
         ),
-        "tool_text": ("tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal"),
-        "text": ("markdown_drift", "length_drift", "truncate", "refusal"),
+        "tool_text": (
+            "tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal", "wrong_answer",
+        ),
+        "text": ("markdown_drift", "length_drift", "truncate", "refusal", "wrong_answer"),
     }
 )
 TRANSIENT_FAULTS = ("rate_limited", "overloaded")
@@ -34,7 +36,10 @@ FAULT_NAMES: frozenset[str] = frozenset(
 )
 
 _BEHAVIOUR_KEYS = frozenset(
-    {"latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s", "noisy_fields"}
+    {
+        "latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s", "noisy_fields",
+        "grader_noise", "grade_malformed",
+    }
 )
 _RULE_KEYS = frozenset({"max_output", "reject_thinking_enabled", "reject_sampling_params"})
 
@@ -74,6 +79,10 @@ class ModelBehaviour:
     # summary a model rewords each time. When set, `nondeterminism` varies free text only, so
     # every other value is stable call to call.
     noisy_fields: frozenset[str] = frozenset()
+    # As a judge answering `shadowd_grade` calls: the share of grades flipped at random, and the
+    # share answered with malformed tool input.
+    grader_noise: float = 0.0
+    grade_malformed: float = 0.0
 
 
 CLEAN = ModelBehaviour()
@@ -132,6 +141,14 @@ class Behaviours:
         behaviour = self.behaviour_for(model)
         jitter = behaviour.latency_jitter_ms * (2 * unit(view.digest, model, "jitter") - 1)
         return max(0.0, behaviour.latency_ms + jitter) / 1000
+
+    def grade_plan(self, model: str, view: RequestView, wrong: bool) -> tuple[bool, bool]:
+        """(acceptable, malformed) for a `shadowd_grade` call of this judge model: an answer carrying
+        the wrong-answer marker is unacceptable, and `grader_noise` flips the grade at that rate."""
+        behaviour = self.behaviour_for(model)
+        flipped = unit(view.digest, model, "grader_noise") < behaviour.grader_noise
+        malformed = unit(view.digest, model, "grade_malformed") < behaviour.grade_malformed
+        return (not wrong) != flipped, malformed
 
     def is_nondeterministic(self, model: str, view: RequestView) -> bool:
         rate = self.behaviour_for(model).nondeterminism
@@ -221,6 +238,8 @@ def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehav
         nondeterminism=_number(entry.get("nondeterminism", 0), f"{key}.nondeterminism", source, high=1.0),
         retry_after_s=_number(entry.get("retry_after_s", 0), f"{key}.retry_after_s", source),
         noisy_fields=_names(entry.get("noisy_fields"), f"{key}.noisy_fields", source),
+        grader_noise=_number(entry.get("grader_noise", 0), f"{key}.grader_noise", source, high=1.0),
+        grade_malformed=_number(entry.get("grade_malformed", 0), f"{key}.grade_malformed", source, high=1.0),
     )
 
 

@@ -16,7 +16,14 @@ from aiohttp import web
 
 from shadowd.fakemodel.api_rules import ApiError, check_headers, check_request, invalid
 from shadowd.fakemodel.behaviours import Behaviours
-from shadowd.fakemodel.generate import Reply, generate_reply
+from shadowd.fakemodel.generate import (
+    WRONG_ANSWER_MARKER,
+    Reply,
+    answer_under_grading,
+    generate_reply,
+    grade_reply,
+    is_grading_request,
+)
 from shadowd.fakemodel.request_view import RequestView, view_request
 
 BACKLOG = 4096
@@ -313,9 +320,14 @@ class _MessagesEndpoint:
             await _sleep(latency)
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
-        salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-        noisy = behaviours.behaviour_for(model).noisy_fields
-        reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
+        if is_grading_request(view):
+            # The judge sees only the prompt: whether the answer is wrong comes from its own text.
+            wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
+            reply = grade_reply(view, *behaviours.grade_plan(model, view, wrong))
+        else:
+            salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
+            noisy = behaviours.behaviour_for(model).noisy_fields
+            reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1

@@ -232,16 +232,26 @@ def _findings(v: Any) -> str:
 
 
 def _grades(v: Any) -> str:
-    grades = getattr(v, "grades", None)
-    if not grades:
+    """The judge's grade of each answer (SPEC §8), when the route has a judge."""
+    grading = getattr(v, "grading", None)
+    if grading is None:
         return ""
-    items = grades.items() if isinstance(grades, dict) else enumerate(grades)
-    rows = "".join(
-        f'<tr><td class="mono">{esc(k)}</td><td class="mono">'
-        f'{esc(json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value)}</td></tr>'
-        for k, value in items
+    rows = []
+    for side in ("baseline", "candidate"):
+        grade = getattr(grading, side, None)
+        if grade is None:
+            rows.append(f"<tr><td>{side}</td><td colspan=\"3\" class=\"note\">not graded</td></tr>")
+            continue
+        verdict = ("acceptable" if grade.acceptable else "unacceptable") if grade.acceptable is not None else "—"
+        cls = "st-pass" if grade.acceptable else ("st-regression" if grade.acceptable is False else "")
+        detail = esc(grade.reason or "") if not grade.error else f"error: {esc(grade.error)}"
+        rows.append(f'<tr><td>{side}</td><td class="{cls}">{verdict}</td>'
+                    f'<td class="num">{esc(grade.score) if grade.score is not None else "—"}</td><td>{detail}</td></tr>')
+    return (
+        f'<section id="grades"><h2>Grades</h2><p class="sub">judge <span class="mono">{esc(grading.judge_model)}'
+        f"</span> · {esc(grading.status)}</p><table><thead><tr><th>answer</th><th>grade</th>"
+        f'<th class="num">score</th><th>reason</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>'
     )
-    return f'<section id="grades"><h2>Grades</h2><table><tbody>{rows}</tbody></table></section>'
 
 
 def render_verdict_page(v: Any, report_link: str | None = "../report.html") -> str:

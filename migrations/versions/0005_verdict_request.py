@@ -1,7 +1,7 @@
 """The request each verdict answered (system, last user turn, tools), bounded, for the verdict page.
 
-Revision ID: 0004_verdict_request
-Revises: 0003_value_noise
+Revision ID: 0005_verdict_request
+Revises: 0004_judge_grades
 Create Date: 2026-12-01 00:00:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0004_verdict_request"
-down_revision: str | None = "0003_value_noise"
+revision: str = "0005_verdict_request"
+down_revision: str | None = "0004_judge_grades"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
