@@ -65,6 +65,26 @@ def create_app(state: ApiState, *, open_reads: bool = False) -> web.Application:
     return app
 
 
+def create_starting_app(metrics: Metrics, phase: Callable[[], str]) -> web.Application:
+    """What `shadowd run` serves until its API can answer: /healthz (alive), /readyz 503 naming the phase
+    (e.g. waiting for the database), /metrics; any other path 503 with the same reason."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+
+    async def not_yet(request: web.Request) -> web.Response:
+        reason = f"starting: {phase()}"
+        if request.path == "/readyz":
+            return web.json_response({"ready": False, "checks": {"startup": reason}}, status=503)
+        return web.json_response({"error": reason}, status=503, headers={"Retry-After": "5"})
+
+    async def starting_metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", starting_metrics)
+    app.router.add_route("*", "/{tail:.*}", not_yet)
+    return app
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -95,7 +115,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def runner_options() -> dict[str, Any]:
     """aiohttp server options: no access log, and protocol errors logged without the raw request bytes."""
-    return {"access_log": None, "logger": http_protocol_logger()}
+    # Request lines up to 64 KiB: a `query` of 4,096 characters, percent-encoded, must fit.
+    return {"access_log": None, "logger": http_protocol_logger(), "max_line_size": 65536}
 
 
 async def start_http(app: web.Application, listen: str) -> web.AppRunner:

@@ -269,6 +269,9 @@ async def manual_action(request: web.Request) -> web.Response:
     if spec is None:
         return _unknown_rollout(state, name)
     body = await json_object(request, required=False)
+    for key in body:
+        if key not in ("actor", "reason"):
+            raise BadParameter(key, "unknown field; known: actor, reason")
     stated = _optional_text(body, "actor", 200)
     note = _optional_text(body, "reason", 2000)
     if stated and stated != identity.name:
@@ -444,15 +447,15 @@ class FlaggerCall:
 async def _flagger_call(request: web.Request) -> FlaggerCall:
     body = await json_object(request, required=True)
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not re.search(r"\S", name):
         raise BadParameter("name", "the canary name is required (a non-empty string)")
     namespace, phase, checksum = body.get("namespace"), body.get("phase"), body.get("checksum")
     for key, value in (("namespace", namespace), ("phase", phase), ("checksum", checksum)):
         if value is not None and not isinstance(value, str):
             raise BadParameter(key, "must be a string")
     raw_metadata = body.get("metadata") or {}
-    if not isinstance(raw_metadata, dict) or any(isinstance(v, dict | list) for v in raw_metadata.values()):
-        raise BadParameter("metadata", "must be an object of strings")
+    if not isinstance(raw_metadata, dict) or any(not isinstance(v, str | None) for v in raw_metadata.values()):
+        raise BadParameter("metadata", "must be an object of strings (Flagger's metadata is a string map)")
     metadata = {str(k): str(v) for k, v in raw_metadata.items() if v is not None}
     hook = (metadata.get("hook") or request.query.get("hook") or phase or "").strip()
     return FlaggerCall(
@@ -486,14 +489,14 @@ async def flagger_gate(request: web.Request) -> web.Response:
         raise BadParameter(
             "metadata.hook", "rollback hooks go to POST /v1/flagger/rollback (there a 200 means roll back)"
         )
-    if hook in PASS_THROUGH_HOOKS:
-        return _json({"ok": True, **base, "reason": f"shadowd does not gate {hook!r} hooks; passed through"})
-    if hook not in GATE_HOOKS:
+    if hook not in GATE_HOOKS + PASS_THROUGH_HOOKS:
         raise BadParameter(
             "metadata.hook",
             f"unknown hook {call.hook!r}; known: " + ", ".join(GATE_HOOKS + PASS_THROUGH_HOOKS),
         )
-    weight = _metadata_weight(call.metadata)
+    weight = _metadata_weight(call.metadata)  # checked for every hook: a bad value is a misconfiguration
+    if hook in PASS_THROUGH_HOOKS:
+        return _json({"ok": True, **base, "reason": f"shadowd does not gate {hook!r} hooks; passed through"})
     spec = state.config.rollout(call.rollout)
     if spec is None:
         known = ", ".join(r.name for r in state.config.rollouts) or "none"
@@ -535,13 +538,17 @@ async def flagger_gate(request: web.Request) -> web.Response:
     return _json(body, status=200 if passed else 403)
 
 
+# An integer percentage 0..100 (leading zeros and surrounding blanks allowed), or empty for none.
+WEIGHT_PATTERN = r"^(\s*0*([0-9]|[1-9][0-9]|100)\s*)?$"
+
+
 def _metadata_weight(metadata: Mapping[str, str]) -> int | None:
     raw = metadata.get("weight")
     if raw is None or raw == "":
         return None
-    if not _is_count(raw.strip()) or not 0 <= int(raw) <= 100:
+    if not re.search(WEIGHT_PATTERN, raw) or not raw.strip().isascii():
         raise BadParameter("metadata.weight", f"must be an integer percentage from 0 to 100, got {raw!r}")
-    return int(raw)
+    return int(raw.strip())
 
 
 async def flagger_rollback(request: web.Request) -> web.Response:
@@ -611,6 +618,15 @@ _MATCHER = re.compile(
     r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!=|!~|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*(,|$)"""
 )
 _VECTOR = re.compile(r"^\s*vector\s*\(\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)\s*$")
+
+
+def prom_query_pattern() -> str:
+    """One regex for exactly the queries `parse_prom_query` answers, for the OpenAPI document."""
+    quoted = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+    matcher = rf"\s*rollout\s*=\s*{quoted}\s*"
+    metrics = "|".join(sorted(PROM_METRICS))
+    selector = rf"\s*(?:{metrics})\s*(?:\{{\s*(?:{matcher}(?:,{matcher})*,?)?\s*\}})?\s*"
+    return rf"^(?:{_VECTOR.pattern[1:-1]}|{selector})$"
 
 
 class PromBadData(ValueError):

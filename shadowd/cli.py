@@ -342,7 +342,7 @@ def report(ctx: Context, rollout_name: str | None, check: bool, html_file: Path 
         raise click.UsageError("--html writes one rollout's report: name it with --rollout")
     if html_file is not None:
         write_report_html(ctx, config, specs[0], html_file, link_base)
-    reports = run_async(_reports(ctx, specs))
+    reports = run_async(_reports(ctx, specs, lambda route: config.rules_for(route).value_noise_threshold))
     if ctx.as_json:
         emit_json(reports[0] if rollout_name else reports)
     else:
@@ -367,11 +367,13 @@ def write_report_html(ctx: Context, config: Config, spec: RolloutSpec, file: Pat
     click.echo(f"HTML report written to {file}", err=True)
 
 
-async def _reports(ctx: Context, specs: list[RolloutSpec]) -> list[dict[str, Any]]:
+async def _reports(
+    ctx: Context, specs: list[RolloutSpec], threshold_for: Callable[[str], float] | None = None
+) -> list[dict[str, Any]]:
     from shadowd.report import build_report
 
     async with _store(ctx) as store:
-        return [await build_report(store, spec) for spec in specs]
+        return [await build_report(store, spec, threshold_for) for spec in specs]
 
 
 @main.command()
@@ -780,3 +782,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{sum(letters.values())} dead letters"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))})" if letters else "")
     )
+    errors = summary.get("errors_by_reason") or {}
+    if errors:
+        click.echo(f"error verdicts by reason: {', '.join(f'{k} {v}' for k, v in sorted(errors.items()))}")

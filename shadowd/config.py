@@ -17,6 +17,7 @@ from shadowd.core.jsonshape import ignore_path_pattern
 from shadowd.core.judge import JudgeSpec
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
+from shadowd.core.redaction import Redactor, StoreOutputs
 from shadowd.core.rollout import RolloutSpec
 from shadowd.credentials import env_form, secret_keys
 
@@ -93,6 +94,8 @@ class JudgeSection(_Strict):
 class RouteConfig(_Strict):
     output_schema: str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
+    store_outputs: StoreOutputs | None = None  # default: privacy.store_outputs
+    redact_patterns: list[str] = Field(default_factory=list)  # added to privacy.redact_patterns
     value_paths: list[str] = Field(default_factory=list)
     value_noise_threshold: float = Field(default=DEFAULT_VALUE_NOISE_THRESHOLD, ge=0, le=1)
     judge: JudgeSection | None = None
@@ -148,10 +151,20 @@ class RolloutConfig(_Strict):
         return stages
 
 
+class PrivacyConfig(_Strict):
+    """What of the traffic shadowd keeps: outputs per route, and dead-letter payloads."""
+
+    store_outputs: StoreOutputs = "full"  # routes without their own store_outputs
+    redact_patterns: list[str] = Field(default_factory=list)  # regexes redacted besides the built-in ones
+    dead_letter_payload: StoreOutputs = "redacted"
+    dead_letter_max_bytes: int = Field(default=1024 * 1024, ge=0, le=16 * 1024 * 1024)
+
+
 class FileConfig(_Strict):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     rollouts: list[RolloutConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -175,9 +188,13 @@ class Config:
         profiles: dict[str, ModelProfile],
         rollouts: tuple[RolloutSpec, ...],
         judges: dict[str, JudgeSpec] | None = None,
+        redactors: dict[str, Redactor] | None = None,
     ) -> None:
         self.file = file
         self.judges = judges or {}
+        self.privacy = file.privacy
+        # route -> its redactor; "" is the one for routes without their own patterns.
+        self.redactors = redactors or {"": Redactor()}
         self.path = path
         self.kafka = file.kafka
         self.models = file.models
@@ -187,6 +204,13 @@ class Config:
 
     def rules_for(self, route: str) -> RouteRules:
         return self.route_rules.get(route) or RouteRules()
+
+    def store_outputs_for(self, route: str) -> StoreOutputs:
+        spec = self.file.routes.get(route)
+        return spec.store_outputs if spec is not None and spec.store_outputs else self.privacy.store_outputs
+
+    def redactor_for(self, route: str | None) -> Redactor:
+        return self.redactors.get(route or "") or self.redactors[""]
 
     def judge_for(self, route: str) -> JudgeSpec | None:
         """The route's judge (SPEC §8), or None when its answers are not graded."""
@@ -270,7 +294,24 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 budget_usd_per_hour=rollout.budget.usd_per_hour,
             )
         )
-    return Config(file, path, route_rules, profiles, tuple(rollouts), judges)
+    return Config(file, path, route_rules, profiles, tuple(rollouts), judges, _redactors(file, path))
+
+
+def _redactors(file: FileConfig, path: Path | None) -> dict[str, Redactor]:
+    """One redactor for every route with patterns of its own, and the default one under ""."""
+    shared = file.privacy.redact_patterns
+    redactors = {"": _redactor("privacy.redact_patterns", shared, path)}
+    for route, spec in file.routes.items():
+        if spec.redact_patterns:
+            redactors[route] = _redactor(f"routes.{route}.redact_patterns", [*shared, *spec.redact_patterns], path)
+    return redactors
+
+
+def _redactor(key: str, patterns: list[str], path: Path | None) -> Redactor:
+    try:
+        return Redactor.with_patterns(patterns)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc), path) from None
 
 
 def _judges(file: FileConfig, profiles: dict[str, ModelProfile], path: Path | None) -> dict[str, JudgeSpec]:

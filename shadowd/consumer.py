@@ -185,7 +185,8 @@ class MirrorConsumer:
         while True:
             try:
                 await self.producer.send_and_wait(
-                    self.dlq_topic, value=message.value, key=message.key, headers=headers
+                    # The letter's payload: the record's bytes as privacy.dead_letter_payload keeps them.
+                    self.dlq_topic, value=letter.payload, key=message.key, headers=headers
                 )
                 return
             except KafkaError as exc:

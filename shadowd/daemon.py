@@ -16,11 +16,11 @@ from aiohttp import web
 
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
 from shadowd.adapters.sql_store import DatabaseUrlError, open_store
-from shadowd.api import ApiState, create_app, start_http
+from shadowd.api import ApiState, create_app, create_starting_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
-from shadowd.metrics import Metrics
+from shadowd.metrics import Metrics, sample_consumer_lag
 from shadowd.pipeline import ShadowPipeline
 from shadowd.promoter import PromoterLoop
 from shadowd.wiring import model_client
@@ -70,9 +70,24 @@ async def async_run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, _on_signal, stop, sig)
 
-    store = await _open_store_when_up(db_url, stop)
+    # Liveness from the first second: a small app answers /healthz (and /readyz 503 with the phase)
+    # while the database and Kafka are awaited; the full API replaces it on the same port.
+    phase = {"now": "waiting for the database"}
+    starting: web.AppRunner | None = None
+    if options.http:
+        starting = await start_http(create_starting_app(metrics, lambda: phase["now"]), options.http)
+        log.info("http_listening", listen=options.http, phase="starting")
+    try:
+        store = await _open_store_when_up(db_url, stop)
+    except BaseException:
+        if starting is not None:
+            await starting.cleanup()
+        raise
     if store is None:
+        if starting is not None:
+            await starting.cleanup()
         return
+    phase["now"] = "connecting to Kafka"
     models = model_client(config, metrics=metrics)
     writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
@@ -98,11 +113,16 @@ async def async_run(
                 config.kafka.decisions_topic, json.dumps(decision).encode(), key=decision["rollout"].encode()
             )
 
+        if starting is not None:
+            await starting.cleanup()
+            starting = None
         if options.http:
             state = ApiState(
                 config=config, store=store, metrics=metrics,
                 admin_token=settings.admin_token, read_token=settings.read_token,
-                readiness={"database": store.ping, "kafka": lambda: _kafka_ping(consumer)},
+                # Ready means "can answer the API": the database. Kafka's health is in the metrics
+                # (shadowd_kafka_reachable) and the logs, so a broker outage never empties the Service.
+                readiness={"database": store.ping},
                 publish_decision=publish_decision, tokens=options.tokens or TokenRegistry(),
             )
             runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
@@ -115,12 +135,15 @@ async def async_run(
                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
             )
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
+        background.append(asyncio.create_task(sample_consumer_lag(consumer, metrics, stop), name="shadowd-lag"))
         log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,
                  rollouts=[r.name for r in config.rollouts])
         await mirror.run(stop, options.drain_timeout_s)
         log.info("stopped", records=mirror.records_done)
     finally:
         stop.set()
+        if starting is not None:
+            await starting.cleanup()
         for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
@@ -162,9 +185,6 @@ async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
         delay = min(delay * 2, 15.0)
     return None
 
-
-async def _kafka_ping(consumer: Any) -> None:
-    await consumer.topics()
 
 
 __all__ = ["DaemonOptions", "async_run", "run_daemon"]

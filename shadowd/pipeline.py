@@ -19,6 +19,7 @@ from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
 from shadowd.core.judge import apply_grading
 from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
+from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.judge import AnswerGrader, GradingJob
@@ -70,6 +71,9 @@ class ShadowPipeline:
         self.models = models
         self.store = store
         self.metrics = metrics or Metrics()
+        for rollout in config.rollouts:
+            if rollout.budget_usd_per_hour is not None:
+                self.metrics.budget_remaining.labels(rollout.name).set(rollout.budget_usd_per_hour)
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
@@ -105,6 +109,15 @@ class ShadowPipeline:
         return outcome
 
     def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> DeadLetter:
+        """The record as a dead letter, its payload kept as `privacy.dead_letter_payload` allows."""
+        privacy, redactor = self.config.privacy, self.config.redactor_for(None)
+        payload, note = protect_dead_letter(
+            record.value, privacy.dead_letter_payload, redactor, privacy.dead_letter_max_bytes
+        )
+        if privacy.dead_letter_payload != "full":
+            detail = redactor.text(detail)  # parse errors quote the record
+        if note:
+            detail = f"{detail} [{note}]"
         self.metrics.dead_letters.labels(reason).inc()
         log.warning(
             "dead_letter", reason=reason, detail=detail[:300], source=record.source,
@@ -112,7 +125,7 @@ class ShadowPipeline:
         )
         return DeadLetter(
             source=record.source, partition=record.partition, offset=record.offset, reason=reason,
-            detail=detail, payload=record.value, created_at=self.clock(),
+            detail=detail, payload=payload, created_at=self.clock(),
         )
 
     async def replay_envelope(
@@ -172,6 +185,10 @@ class ShadowPipeline:
             noise.model.threshold = rules.value_noise_threshold
             spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
             self.spend[rollout.name].add(now_s, spent)
+            self.metrics.observe_sides(rollout.name, {"baseline": baseline, "candidate": candidate, "repeat": repeat})
+            if rollout.budget_usd_per_hour is not None:
+                left = rollout.budget_usd_per_hour - self.spend[rollout.name].spent(now_s)
+                self.metrics.budget_remaining.labels(rollout.name).set(max(0.0, left))
             side_reason = error_reason_of(baseline, candidate)
             if side_reason is ErrorReason.CAPACITY:
                 # The API was busy or away for one side past the deadline: no fair comparison, and
@@ -344,6 +361,11 @@ class ShadowPipeline:
         noise_blocking: bool = False,
         error_reason: ErrorReason | None = None,
     ) -> VerdictRecord:
+        # What is stored of the outputs is the route's `store_outputs`; the comparison above saw them whole.
+        mode, redactor = self.config.store_outputs_for(envelope.route), self.config.redactor_for(envelope.route)
+        if mode != "full":
+            findings = protect_findings(tuple(findings), mode, redactor)
+            reason = redactor.text(reason) if reason else reason
         return VerdictRecord(
             rollout=rollout.name,
             request_id=envelope.request_id,
@@ -352,16 +374,18 @@ class ShadowPipeline:
             findings=findings,
             comparator_version=COMPARATOR_VERSION,
             created_at=self.clock(),
-            baseline=baseline,
-            candidate=candidate,
-            baseline_repeat=repeat,
+            baseline=protect_side(baseline, mode, redactor),
+            candidate=protect_side(candidate, mode, redactor),
+            baseline_repeat=protect_side(repeat, mode, redactor),
             adaptations=adaptations,
             reason=reason,
             error_reason=error_reason.value if error_reason else None,
             baseline_noise_blocking=noise_blocking,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
-            attributes=envelope.attributes,
-            request=summarise_request(envelope.request),
+            attributes=envelope.attributes if mode == "full" else redactor.json(envelope.attributes),
+            # The request as the verdict page shows it, under the route's store_outputs like the answers.
+            request=(summarise_request(envelope.request) if mode == "full"
+                     else redactor.json(summarise_request(envelope.request)) if mode == "redacted" else None),
             source=record.source if record else None,
             partition=record.partition if record else None,
             offset=record.offset if record else None,

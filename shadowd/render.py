@@ -110,7 +110,7 @@ def print_report(report: dict[str, Any]) -> None:
         style="dim",
     ))
     if report.get("errors_by_reason"):
-        errors = Table(title="error verdicts by reason (not counted by the gate)", header_style="bold")
+        errors = Table(title="errors by reason", caption="not counted by the gate", header_style="bold")
         errors.add_column("reason")
         errors.add_column("verdicts", justify="right")
         for reason, count in report["errors_by_reason"].items():

@@ -54,6 +54,7 @@ class BatchWriter:
             self._task.result()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         await self._queue.put((outcome, future))
+        self._metrics.writer_queue.set(self._queue.qsize())
         return await future
 
     async def close(self) -> None:
@@ -70,6 +71,7 @@ class BatchWriter:
                 await asyncio.sleep(self._linger_s)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._metrics.writer_queue.set(self._queue.qsize())
             verdicts: list[VerdictRecord] = [v for outcome, _ in batch for v in outcome.verdicts]
             letters: list[DeadLetter] = [o.dead_letter for o, _ in batch if o.dead_letter is not None]
             inserted = await self._save_until_stored(verdicts, letters)

@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from shadowd.fakemodel.capacity import CapacityError, CapacityPlan, parse_capacity
+from shadowd.fakemodel.capacity import (
+    CapacityError,
+    CapacityPlan,
+    RequestQuota,
+    parse_capacity,
+    parse_rate_limit,
+)
 from shadowd.fakemodel.digest import unit
 from shadowd.fakemodel.request_view import OutputKind, RequestView, view_request
 
@@ -110,6 +116,7 @@ class Behaviours:
     default: ModelBehaviour = CLEAN
     rules: Mapping[str, ModelRules] = field(default_factory=lambda: BUILTIN_RULES)
     capacity: CapacityPlan = field(default_factory=CapacityPlan)  # windows that hit every model alike
+    rate_limit: RequestQuota | None = None  # one request quota shared by every model
 
     def behaviour_for(self, model: str) -> ModelBehaviour:
         return self.models.get(model, self.default)
@@ -186,11 +193,12 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         return Behaviours()
     if not isinstance(document, dict):
         raise BehaviourError(f"{source}: the top level must be a mapping with a `models` key")
-    unknown = sorted(set(map(str, document)) - {"models", "capacity"})
+    unknown = sorted(set(map(str, document)) - {"models", "capacity", "rate_limit"})
     if unknown:
-        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`)")
+        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`, `rate_limit`)")
     try:
         capacity = parse_capacity(document.get("capacity"), source)
+        rate_limit = parse_rate_limit(document.get("rate_limit"), source)
     except CapacityError as exc:
         raise BehaviourError(str(exc)) from None
     models_doc = document.get("models") or {}
@@ -217,7 +225,7 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         model_rules = _parse_rules(entry, rules.get(str(model_id)), key, source)
         if model_rules is not None:
             rules[str(model_id)] = model_rules
-    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity)
+    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity, rate_limit)
 
 
 def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehaviour:

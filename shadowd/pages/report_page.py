@@ -23,7 +23,7 @@ _MIN_MIXING_SCALE = 0.005  # as the gate (shadowd.core.gate)
 
 async def report_page_data(store: SqlVerdictStore, spec: RolloutSpec, config: Config) -> dict[str, Any]:
     """Everything the page shows, read from the store (the report, history, timeline, breakdowns)."""
-    report = await build_report(store, spec)
+    report = await build_report(store, spec, lambda route: config.rules_for(route).value_noise_threshold)
     routes = await build_routes_table(store, config)
     own_routes = set(report["by_route"])
     return {

@@ -28,7 +28,7 @@ from tests.daemon_harness import (
     produce,
     wait_until,
 )
-from tests.helpers import fake_model_process, run_cli_json, write_config
+from tests.helpers import fake_model_process, run_cli, run_cli_json, write_config
 
 ROLLOUT = "clean"
 # A candidate model scripted to answer exactly as the baseline does; the latency bound is loose
@@ -93,19 +93,24 @@ async def stored_figures(db_url: str) -> dict[str, Any]:
 
 async def replay_under(
     tmp_path: Path, db_url: str, capacity: list[dict[str, Any]], *, count: int, seed: int,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, retry_deadline_s: float | None = None,
 ) -> dict[str, Any]:
     """`shadowd replay` of `count` records against the faulty fake model; the figures of the run."""
     with faulty_model(tmp_path, capacity) as base_url:
         config = write_config(tmp_path, base_url, rollouts=ROLLOUTS)
+        if retry_deadline_s is not None:
+            text = config.read_text().replace("max_attempts: 4", f"max_attempts: 4\n  retry_deadline_s: {retry_deadline_s}")
+            config.write_text(text)
         started = time.monotonic()
         summary = await asyncio.to_thread(
             run_cli_json, "replay", str(traffic(tmp_path, count, seed, max_tokens)), "-c", str(config), "--db", db_url)
         wall_s = time.monotonic() - started
-        faults = (await asyncio.to_thread(fake_model_stats, base_url))["capacity_faults"]
+        faults = await asyncio.to_thread(faults_served, base_url)
     report = await asyncio.to_thread(run_cli_json, "report", "--rollout", ROLLOUT, "-c", str(config), "--db", db_url)
+    text = await asyncio.to_thread(run_cli, "report", "--rollout", ROLLOUT, "-c", str(config), "--db", db_url)
     figures = await stored_figures(db_url)
-    return {"summary": summary, "report": report, "faults_served": faults, "wall_s": round(wall_s, 1), **figures}
+    return {"summary": summary, "report": report, "report_text": text.stdout, "faults_served": faults,
+            "wall_s": round(wall_s, 1), **figures}
 
 
 def assert_nothing_blamed_or_lost(figures: dict[str, Any], count: int) -> None:
@@ -118,6 +123,14 @@ def assert_nothing_blamed_or_lost(figures: dict[str, Any], count: int) -> None:
     assert report["decision"] != "rollback", report["reasons"]
     # Every error there may be is a capacity error, and the report says so.
     assert set(report.get("errors_by_reason", {})) <= {"capacity"}, report["errors_by_reason"]
+
+
+def faults_served(base_url: str) -> dict[str, Any]:
+    """The fake model's capacity fault counts; unknown while its port is down."""
+    try:
+        return dict(fake_model_stats(base_url)["capacity_faults"])
+    except OSError:
+        return {"stats": "unreachable while the port is down"}
 
 
 def read_text(url: str) -> str:
@@ -169,6 +182,24 @@ async def test_overloaded_in_the_middle_of_streams(tmp_path: Path, fresh_databas
     assert figures["faults_served"]["stream_overloaded"] > 30
     assert_nothing_blamed_or_lost(figures, count)
     assert figures["report"]["counts"]["pass"] == count
+
+
+async def test_outage_past_the_deadline_is_error_capacity_never_the_candidate(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    """The API down for longer than models.retry_deadline_s: every verdict is error with reason capacity,
+    reported by reason (JSON and text), with no finding against the candidate and no rollback."""
+    count = 40
+    figures = await replay_under(
+        tmp_path, fresh_database_url, [{"fault": "down", "from_s": 0, "for_s": 600}], count=count, seed=85,
+        retry_deadline_s=3)
+    show("model API down past a 3 s deadline", figures)
+    assert_nothing_blamed_or_lost(figures, count)
+    assert figures["report"]["counts"]["error"] == count
+    assert figures["report"]["errors_by_reason"] == {"capacity": count}
+    assert figures["errors_by_reason"] == {"capacity": count}
+    assert figures["summary"]["errors_by_reason"] == {"capacity": count}
+    assert "errors by reason" in figures["report_text"] and "capacity" in figures["report_text"]
 
 
 async def test_model_api_down_for_30_seconds_under_the_daemon(
