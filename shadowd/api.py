@@ -37,6 +37,10 @@ class ApiState:
     publish_decision: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    # rollout -> (monotonic time, report) of the last report read: the controllers' answer while the
+    # database is briefly away (nothing can change the decision while nobody can write it).
+    last_reports: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    last_report_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
         for name, token, role in (("admin", self.admin_token, "admin"), ("read", self.read_token, "read")):

@@ -309,6 +309,34 @@ def _optional_text(body: Mapping[str, Any], key: str, max_length: int) -> str | 
     return value.strip() or None
 
 
+# --- The controllers' reports: fresh, or the last known one while the database is briefly away ---------
+
+
+async def controller_report(state: ApiState, spec: RolloutSpec) -> tuple[dict[str, Any], float | None]:
+    """(report, None) read now, or (the last report read, its age in seconds) when the database cannot be
+    read and that report is at most `last_report_max_age_s` old. Raises what the read raised otherwise."""
+    try:
+        report = await build_report(state.store, spec)
+    except Exception:
+        last = state.last_reports.get(spec.name)
+        if last is not None and time.monotonic() - last[0] <= state.last_report_max_age_s:
+            return last[1], round(time.monotonic() - last[0], 1)
+        raise
+    state.last_reports[spec.name] = (time.monotonic(), report)
+    return report, None
+
+
+def _stale_note(age_s: float | None) -> str:
+    return "" if age_s is None else f" (last known decision, {age_s:.0f} s old: the database cannot be read now)"
+
+
+def _with_age(body: dict[str, Any], age_s: float | None) -> dict[str, Any]:
+    if age_s is not None:
+        body["stale"] = True
+        body["decision_age_s"] = age_s
+    return body
+
+
 # --- Argo Rollouts: the `web` metric provider --------------------------------------------------------
 
 
@@ -327,14 +355,16 @@ async def argo_analysis(request: web.Request) -> web.Response:
     except BadParameter as exc:
         return _json(_analysis_body(name, "fail", f"bad parameter {exc.parameter}: {exc.reason}"))
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # whatever the driver raises, Argo must get a body: keep measuring
         log.warning("analysis_database_error", rollout=name, error=repr(exc)[:500])
         return _json(
             _analysis_body(name, "continue", DATABASE_UNAVAILABLE)
         )
+    if age_s is not None:
+        log.warning("analysis_from_last_known_decision", rollout=name, age_s=age_s)
     verdict, reason = analysis_verdict(report, want_percent, want_stage)
-    return _json(_analysis_body(name, verdict, reason, report))
+    return _json(_with_age(_analysis_body(name, verdict, reason + _stale_note(age_s), report), age_s))
 
 
 def analysis_query(query: Mapping[str, str], spec: RolloutSpec) -> tuple[int | None, int | None]:
@@ -511,7 +541,7 @@ async def flagger_gate(request: web.Request) -> web.Response:
             status=403,
         )
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # Flagger must wait, not see a 5xx: hold until the database answers
         log.warning("flagger_database_error", rollout=call.rollout, hook=hook, error=repr(exc)[:500])
         return _json(
@@ -530,12 +560,12 @@ async def flagger_gate(request: web.Request) -> web.Response:
         "decision": report["decision"],
         "state": report["state"],
         "canary_percent": report["canary_percent"],
-        "reason": reason,
+        "reason": reason + _stale_note(age_s),
         "reasons": report["reasons"],
     }
     if not passed:
         body["error"] = "refused"
-    return _json(body, status=200 if passed else 403)
+    return _json(_with_age(body, age_s), status=200 if passed else 403)
 
 
 # An integer percentage 0..100 (leading zeros and surrounding blanks allowed), or empty for none.
@@ -569,7 +599,7 @@ async def flagger_rollback(request: web.Request) -> web.Response:
             status=404,
         )
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # no evidence read, so no rollback signalled; the gate hooks hold meanwhile
         log.warning("flagger_database_error", rollout=call.rollout, hook="rollback", error=repr(exc)[:500])
         return _json(
@@ -587,10 +617,10 @@ async def flagger_rollback(request: web.Request) -> web.Response:
         **base,
         "decision": report["decision"],
         "state": report["state"],
-        "reason": reason,
+        "reason": reason + _stale_note(age_s),
         "reasons": report["reasons"],
     }
-    return _json(body, status=200 if rollback else 409)
+    return _json(_with_age(body, age_s), status=200 if rollback else 409)
 
 
 # --- Flagger: the Prometheus-compatible query API -------------------------------------------------------

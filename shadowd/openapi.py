@@ -890,6 +890,8 @@ def _schemas() -> dict[str, Any]:
                 "state": {"type": ["string", "null"]},
                 "stage": {"type": ["integer", "null"]},
                 "reasons": {"type": "array", "items": {"type": "string"}},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "FlaggerPayload": _flagger_payload(gate=False),
@@ -907,6 +909,8 @@ def _schemas() -> dict[str, Any]:
                 "reason": {"type": "string"},
                 "reasons": {"type": "array", "items": {"type": "string"}},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "FlaggerRollbackResult": {
@@ -919,6 +923,8 @@ def _schemas() -> dict[str, Any]:
                 "state": state,
                 "reason": {"type": "string"},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "PrometheusVector": {

@@ -165,3 +165,23 @@ def test_calls_to_other_providers_are_not_mirrored() -> None:
     assert capture_of(kwargs, None, 0.0, 1.0, mirror) is None
     assert capture_of({"custom_llm_provider": "anthropic", "additional_args": {}}, None, 0.0, 1.0, mirror) is None
     mirror.close(0.1)
+
+
+def test_the_proxy_handler_is_built_from_the_environment_and_names_what_is_missing(tmp_path: Path) -> None:
+    """`callbacks: shadowd.integrations.litellm_proxy.handler` loads with SHADOWD_MIRROR_* set, and without
+    a bootstrap address fails naming the variable."""
+    script = ("import shadowd.integrations.litellm_proxy as p; "
+              "print(type(p.handler).__name__, p.handler.mirror.sample_rate, p.handler.mirror.publisher._describe)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWD_")} | {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=180, check=False, cwd=tmp_path,
+        env=base | {"SHADOWD_MIRROR_BOOTSTRAP_SERVERS": "127.0.0.1:1", "SHADOWD_MIRROR_TOPIC": "gw.mirror",
+                    "SHADOWD_MIRROR_SAMPLE_RATE": "0.25"},
+    )
+    assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
+    [line] = [x for x in loaded.stdout.decode().splitlines() if x.startswith("ShadowdMirrorCallback")]
+    assert line.split() == ["ShadowdMirrorCallback", "0.25", "kafka", "127.0.0.1:1", "topic", "gw.mirror"]
+    missing = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=180, check=False,
+                             cwd=tmp_path, env=base)
+    assert missing.returncode != 0 and b"SHADOWD_MIRROR_BOOTSTRAP_SERVERS" in missing.stderr
