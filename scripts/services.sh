@@ -7,7 +7,7 @@
 #   bash scripts/services.sh start   # (re)start both, write and print .services/env
 #   bash scripts/services.sh stop    # stop both, remove their data
 #   bash scripts/services.sh env     # print .services/env
-#   bash scripts/services.sh deps    # install java, maven, postgresql if missing; fetch the Kafka jars
+#   bash scripts/services.sh deps    # install java, maven, postgresql, chromium if missing; fetch the Kafka jars
 #
 # Knobs: SHADOWD_KAFKA_VERSION (default below), SHADOWD_SERVICES_TIMEOUT (seconds per service, 120).
 set -euo pipefail
@@ -61,6 +61,8 @@ ensure_tools() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   [[ -n "$(pg_bin_dir)" ]] || missing+=(postgresql)
+  # Debian's Chromium, for the headless-browser test of the HTML pages (tests/integration/test_browser.py).
+  command -v chromium >/dev/null || missing+=(chromium)
   if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
   [[ -n "$(pg_bin_dir)" ]] || die "no PostgreSQL initdb under /usr/lib/postgresql/*/bin"
 }

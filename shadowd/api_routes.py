@@ -18,6 +18,7 @@ from aiohttp import web
 
 from shadowd.adapters.sql_store import VerdictFilter
 from shadowd.api import STATE_KEY, ApiState
+from shadowd.api_pages import add_page_routes
 from shadowd.api_security import (
     DATABASE_UNAVAILABLE,
     BadParameter,
@@ -84,6 +85,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/v1/rollouts", list_rollouts)
     router.add_get("/v1/rollouts/{name}", get_rollout)
     router.add_get("/v1/rollouts/{name}/verdicts", list_verdicts)
+    add_page_routes(router)  # the .html pages, before the JSON verdict route that would take `ID.html`
     router.add_get("/v1/rollouts/{name}/verdicts/{request_id:.+}", get_verdict)
     router.add_get("/v1/rollouts/{name}/decisions", list_decisions)
     router.add_get("/v1/rollouts/{name}/analysis", argo_analysis)

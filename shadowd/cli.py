@@ -257,6 +257,13 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
     db_url = "sqlite:///shadowd-demo.db" if own_file else ctx.db_url
     result = run_async(run_demo(db_url, count=count, seed=seed, behaviours=behaviours,
                                 progress=sys.stderr.isatty() and not ctx.as_json, fresh=own_file))
+    from shadowd.adapters.sql_store import sqlite_file
+
+    # The pages go next to the demo's SQLite file (the working directory for the default one).
+    db_file = sqlite_file(db_url)
+    folder = (db_file.parent if db_file is not None else Path(".")) / "shadowd-demo-report"
+    pages = run_async(_demo_pages(ctx, db_url, Path(result["config"]), folder))
+    result["html_reports"] = [str(page.resolve()) for page in pages]
     if ctx.as_json:
         emit_json(result)
         if serve_api:
@@ -278,8 +285,24 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
                 for ids in report.get("examples", {}).values() if ids]
     if examples:
         click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_arg} -c {result['config']}")
+    click.echo("\nThe HTML reports (open in a browser; example request ids link to their verdict pages):")
+    for page in pages:
+        click.echo(f"  {page.resolve()}")
     if serve_api:
         _serve_demo(ctx, db_url, Path(result["config"]), http)
+
+
+async def _demo_pages(ctx: Context, db_url: str, config_path: Path, folder: Path) -> list[Path]:
+    from shadowd.adapters.sql_store import open_existing_store
+    from shadowd.config import load_config
+    from shadowd.pages.site import write_rollout_site
+
+    config = load_config(config_path)
+    store = await open_existing_store(db_url)
+    try:
+        return [await write_rollout_site(store, spec, config, folder / spec.name) for spec in config.rollouts]
+    finally:
+        await store.close()
 
 
 def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: bool = False) -> None:
@@ -290,6 +313,7 @@ def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: 
         click.echo(f"\nServing the API over {redact_url(db_url)} on http://{http} (Ctrl-C to stop), e.g.")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7/weights")
+        click.echo(f"  http://{http}/v1/rollouts/opus-4-7/report.html (the HTML report, in a browser)")
     sys.exit(run_serve(config, ctx.settings, db_url, http, promoter=False, promoter_interval_s=30.0,
                        tokens=_tokens_or_exit(ctx)))
 
@@ -301,7 +325,12 @@ def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: 
 @common_options
 @click.option("--rollout", "rollout_name", default=None, help="Rollout name (default: every rollout in the config).")
 @click.option("--check", is_flag=True, help="Exit 1 when the gate says roll back.")
-def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the rollout's self-contained HTML report to this file (needs --rollout).")
+@click.option("--link-base", default="verdicts/", show_default=True,
+              help="Where the HTML report links example request ids: BASE + ID + '.html' "
+                   "(e.g. http://shadowd:8080/v1/rollouts/NAME/verdicts/).")
+def report(ctx: Context, rollout_name: str | None, check: bool, html_file: Path | None, link_base: str) -> None:
     """Counts, rates with confidence intervals, by code and route, latency, cost, stage and decision."""
     from shadowd.render import print_report
 
@@ -309,6 +338,10 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
     specs = [ctx.rollout(config, rollout_name)] if rollout_name else list(config.rollouts)
     if not specs:
         raise click.UsageError("the config declares no rollouts")
+    if html_file is not None and not rollout_name:
+        raise click.UsageError("--html writes one rollout's report: name it with --rollout")
+    if html_file is not None:
+        write_report_html(ctx, config, specs[0], html_file, link_base)
     reports = run_async(_reports(ctx, specs, lambda route: config.rules_for(route).value_noise_threshold))
     if ctx.as_json:
         emit_json(reports[0] if rollout_name else reports)
@@ -317,6 +350,21 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
             print_report(item)
     if check and any(item["decision"] == "rollback" for item in reports):
         sys.exit(EXIT_GATE_FAILED)
+
+
+def write_report_html(ctx: Context, config: Config, spec: RolloutSpec, file: Path, link_base: str) -> None:
+    from shadowd.pages.report_page import render_report_page, report_page_data
+
+    async def build() -> dict[str, Any]:
+        async with _store(ctx) as store:
+            return await report_page_data(store, spec, config)
+
+    page = render_report_page(run_async(build()), link_base=link_base)
+    try:
+        file.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"--html: cannot write {file}: {exc.strerror or exc}") from None
+    click.echo(f"HTML report written to {file}", err=True)
 
 
 async def _reports(
@@ -388,7 +436,9 @@ def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | No
 @common_options
 @click.option("--rollout", "rollout_name", required=True)
 @click.argument("request_id")
-def show(ctx: Context, rollout_name: str, request_id: str) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the verdict's self-contained HTML page to this file instead of printing it.")
+def show(ctx: Context, rollout_name: str, request_id: str, html_file: Path | None) -> None:
     """One verdict side by side: both outputs, the findings, the adaptations."""
     from shadowd.render import print_verdict
 
@@ -400,7 +450,15 @@ def show(ctx: Context, rollout_name: str, request_id: str) -> None:
     if row is None:
         click.echo(f"no verdict for request {request_id!r} in rollout {rollout_name!r}", err=True)
         sys.exit(EXIT_USAGE)
-    if ctx.as_json:
+    if html_file is not None:
+        from shadowd.pages.verdict_page import render_verdict_page
+
+        try:
+            html_file.write_text(render_verdict_page(row.verdict, report_link=None), encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"--html: cannot write {html_file}: {exc.strerror or exc}") from None
+        click.echo(f"HTML verdict page written to {html_file}", err=True)
+    elif ctx.as_json:
         emit_json(row.verdict.to_dict() | {"outputs": _outputs(row.verdict)})
     else:
         print_verdict(row.verdict)

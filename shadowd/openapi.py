@@ -20,6 +20,10 @@ def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+def _html_body(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _response(name: str) -> dict[str, Any]:
     return {"$ref": "#/components/responses/" + name}
 
@@ -193,6 +197,70 @@ def _paths() -> dict[str, Any]:
                     "400": _response("BadParameter"),
                     "404": _json_body(_ref("Error"), "Unknown rollout, or no verdict for that request."),
                     **_AUTH_ERRORS,
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/rollouts/{name}/report.html": {
+            "get": {
+                "operationId": "getReportPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "The rollout's report as one self-contained HTML page (`shadowd report --html`).",
+                "parameters": [_name_param()],
+                "responses": {
+                    "200": _html_body("The report: decision, charts, findings, stage history, routing table."),
+                    "404": _json_body(_ref("Error"), "Unknown rollout."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/rollouts/{name}/verdicts/{request_id}.html": {
+            "get": {
+                "operationId": "getVerdictPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "One verdict as a self-contained HTML page (`shadowd show --html`).",
+                "parameters": [
+                    _name_param(),
+                    {"name": "request_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                ],
+                "responses": {
+                    "200": _html_body("The request, both answers side by side, the findings, the adaptations."),
+                    "404": _json_body(_ref("Error"), "No verdict for that request in that rollout."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/routes": {
+            "get": {
+                "operationId": "getRoutes",
+                "tags": ["rollouts"],
+                "security": _READ,
+                "summary": "The route × model table (`shadowd routes --json`): per route and model, the regression "
+                "rate with its interval, latency p50/p95, cost per request, and the cheapest model not worse than "
+                "the baseline (`recommended`).",
+                "responses": {
+                    "200": _json_body({"type": "object", "required": ["items"],
+                                       "properties": {"items": {"type": "array", "items": {"type": "object"}}}},
+                                      "One row per route and model."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/routes.html": {
+            "get": {
+                "operationId": "getRoutesPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "The route × model table as an HTML page.",
+                "responses": {
+                    "200": _html_body("The routing table."),
+                    "401": _response("Unauthorized"),
                     "503": _response("DatabaseUnavailable"),
                 },
             }

@@ -25,7 +25,7 @@ from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
-from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
+from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
 
 log = structlog.get_logger("shadowd.pipeline")
 
@@ -383,6 +383,9 @@ class ShadowPipeline:
             baseline_noise_blocking=noise_blocking,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
             attributes=envelope.attributes if mode == "full" else redactor.json(envelope.attributes),
+            # The request as the verdict page shows it, under the route's store_outputs like the answers.
+            request=(summarise_request(envelope.request) if mode == "full"
+                     else redactor.json(summarise_request(envelope.request)) if mode == "redacted" else None),
             source=record.source if record else None,
             partition=record.partition if record else None,
             offset=record.offset if record else None,

@@ -199,7 +199,7 @@ def _print_noise(console: Console, report: dict[str, Any]) -> None:
     for route, entry in noisiest.items():
         for item in [*entry["paths"], *entry["codes"]]:
             table.add_row(
-                Text(route), Text(item.get("path") or item.get("code") or ""), _pct(item["rate"]),
+                plain(route), plain(item.get("path") or item.get("code") or ""), _pct(item["rate"]),
                 f"{item['differed']} / {item['samples']}", "yes" if item["noise"] else "",
             )
     console.print(table)

@@ -28,6 +28,17 @@ def _per_request(total: float, n: int) -> float | None:
     return total / n if n else None
 
 
+def _acceptability(entry: dict[str, Any], side: str, confidence: float) -> dict[str, Any]:
+    """The judged share of acceptable answers on one side, with its interval; None when nothing was graded."""
+    grades = entry.get("grades")
+    if not grades or not grades["graded"]:
+        return {"acceptability": None, "acceptability_ci": [None, None], "graded": 0}
+    acceptable, graded = grades[f"{side}_acceptable"], grades["graded"]
+    return {"acceptability": acceptable / graded, "acceptability_ci": list(wilson_interval(acceptable, graded,
+                                                                                           confidence)),
+            "graded": graded}
+
+
 def _judge(entry: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     """The paired bound of the candidate's regression-rate increase on one route."""
     n = entry["samples"]
@@ -48,24 +59,12 @@ def _judge(entry: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     return {"verdict": verdict, "increase": bounds.estimate, "increase_ci": [bounds.lower, bounds.upper]}
 
 
-def _acceptability(grades: dict[str, Any] | None, side: str, confidence: float) -> dict[str, Any]:
-    """`acceptability`: the judge's acceptable share for one side on one route (None without grades), with
-    its Wilson interval and the graded count (docs/JUDGE.md)."""
-    if not grades or not grades["graded"]:
-        return {"acceptability": None, "acceptability_ci": [None, None], "graded": 0}
-    graded, acceptable = grades["graded"], grades[f"{side}_acceptable"]
-    return {"acceptability": acceptable / graded,
-            "acceptability_ci": list(wilson_interval(acceptable, graded, confidence)), "graded": graded}
-
-
 async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str, Any]:
     """Rows per route and model (the baseline once per route, each rollout's candidate), the cheapest marked."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     baselines: dict[tuple[str, str], dict[str, Any]] = {}
     for spec in config.rollouts:
-        route_entries = await store.route_figures(spec.name)
-        grades = await store.grade_route_figures(spec.name)
-        for route, entry in sorted(route_entries.items()):
+        for route, entry in sorted((await store.route_figures(spec.name)).items()):
             latencies = await store.route_latencies(spec.name, route, LATENCY_SAMPLE)
             n = entry["samples"]
             judged = _judge(entry, spec.gate)
@@ -85,7 +84,7 @@ async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str
                 "tolerance": spec.gate.max_regression_rate_increase,
                 "confidence": spec.gate.confidence,
                 "judgement": judged["verdict"],
-                **_acceptability(grades.get(route), "candidate", spec.gate.confidence),
+                **_acceptability(entry, "candidate", spec.gate.confidence),
                 "latency_ms": _latency(latencies["candidate"]),
                 "latency_sample": len(latencies["candidate"]),
                 "cost_per_request_usd": _per_request(entry["cost_usd"]["candidate"], n),
@@ -111,7 +110,7 @@ async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str
                     "tolerance": spec.gate.max_regression_rate_increase,
                     "confidence": spec.gate.confidence,
                     "judgement": "baseline",
-                    **_acceptability(grades.get(route), "baseline", spec.gate.confidence),
+                    **_acceptability(entry, "baseline", spec.gate.confidence),
                     "latency_ms": _latency(latencies["baseline"]),
                     "latency_sample": len(latencies["baseline"]),
                     "cost_per_request_usd": _per_request(entry["cost_usd"]["baseline"], n),

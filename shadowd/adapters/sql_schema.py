@@ -61,6 +61,8 @@ verdicts = Table(
     Column("baseline_repeat", Json),
     Column("adaptations", Json, nullable=False),
     Column("attributes", Json, nullable=False),
+    # The request as the verdict page shows it (shadowd.records.summarise_request): bounded, never the whole body.
+    Column("request", Json),
     Column("comparator_version", String(32), nullable=False),
     Column("baseline_noise_blocking", Boolean, nullable=False, server_default="0"),
     # Denormalised measurements so reports aggregate without reading the JSON documents.

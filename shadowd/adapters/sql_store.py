@@ -529,17 +529,15 @@ class SqlVerdictStore:
             )
             return {str(row.error_reason or "unknown"): int(row.n) for row in rows}
 
-    async def grade_route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
-        """The judge's totals per route of one rollout (rollup_grades; call after a roll-up)."""
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(select(rollup_grades).where(rollup_grades.c.rollout == rollout))).all()
-        return _grade_figures(rows, 0, None)["by_route"]  # type: ignore[no-any-return]
-
     async def route_figures(self, rollout: str) -> dict[str, dict[str, Any]]:
         """Per route: status counts, the paired regression counts and cost over compared verdicts (rollups)."""
         await self.roll_up(rollout)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(select(rollup_status).where(rollup_status.c.rollout == rollout))).all()
+            grade_rows = (
+                await connection.execute(select(rollup_grades).where(rollup_grades.c.rollout == rollout))
+            ).all()
+        grades = {row.route: row for row in grade_rows}
         routes: dict[str, dict[str, Any]] = {}
         for row in rows:
             entry = routes.setdefault(row.route, {
@@ -554,6 +552,12 @@ class SqlVerdictStore:
                 entry["both_regressed"] += int(row.both_regressed)
                 entry["cost_usd"]["baseline"] += float(row.cost_usd_baseline)
                 entry["cost_usd"]["candidate"] += float(row.cost_usd_candidate)
+        for route, entry in routes.items():
+            graded = grades.get(route)
+            entry["grades"] = {
+                "graded": int(graded.graded), "baseline_acceptable": int(graded.baseline_acceptable),
+                "candidate_acceptable": int(graded.candidate_acceptable),
+            } if graded is not None else None
         return routes
 
     async def route_latencies(self, rollout: str, route: str, limit: int = 20_000) -> dict[str, list[float]]:
@@ -571,6 +575,83 @@ class SqlVerdictStore:
             "baseline": [float(r.baseline_latency_ms) for r in rows if r.baseline_latency_ms is not None],
             "candidate": [float(r.candidate_latency_ms) for r in rows if r.candidate_latency_ms is not None],
         }
+
+    async def regression_timeline(self, rollout: str, buckets: int = 48) -> list[dict[str, Any]]:
+        """Compared verdicts per time bucket (by created_at): n, candidate and baseline regressions, both.
+
+        One aggregate query, so it costs little more at a million verdicts than at a thousand.
+        """
+        c = verdicts.c
+        compared = and_(c.rollout == rollout, c.status.in_(COMPARED))
+        async with self.engine.connect() as connection:
+            first, last = (await connection.execute(select(func.min(c.created_at), func.max(c.created_at))
+                                                    .where(compared))).one()
+            if first is None or last is None:
+                return []
+            start, end = _utc(first).timestamp(), _utc(last).timestamp()
+            width = max((end - start) / buckets, 1e-3)
+            if self.dialect == "postgresql":
+                epoch: Any = func.extract("epoch", c.created_at)
+            else:
+                epoch = (func.julianday(c.created_at) - 2440587.5) * 86400.0
+            bucket = func.min(func.floor((epoch - start) / width), buckets - 1) if self.dialect != "postgresql" \
+                else func.least(func.floor((epoch - start) / width), buckets - 1)
+            regressed = (c.status == Status.REGRESSION.value)
+            from sqlalchemy import Integer, case, cast
+
+            rows = (await connection.execute(
+                select(
+                    bucket.label("b"),
+                    func.count().label("n"),
+                    func.sum(case((regressed, 1), else_=0)).label("candidate"),
+                    func.sum(cast(c.baseline_noise_blocking, Integer)).label("baseline"),
+                    func.sum(case((and_(regressed, c.baseline_noise_blocking), 1), else_=0)).label("both"),
+                ).where(compared).group_by(bucket).order_by(bucket)
+            )).all()
+        return [
+            {"start": start + width * int(row.b), "end": start + width * (int(row.b) + 1), "n": int(row.n),
+             "candidate": int(row.candidate or 0), "baseline": int(row.baseline or 0), "both": int(row.both or 0)}
+            for row in rows
+        ]
+
+    async def findings_by_code_route(self, rollout: str) -> list[dict[str, Any]]:
+        """Verdicts with a finding not explained by noise, per code and route."""
+        f, v = findings.c, verdicts.c
+        query = (
+            select(f.code, f.severity, v.route, func.count(func.distinct(f.verdict_id)).label("n"))
+            .select_from(findings.join(verdicts, verdicts.c.id == f.verdict_id))
+            .where(and_(f.rollout == rollout, ~f.noise))
+            .group_by(f.code, f.severity, v.route)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [{"code": r.code, "severity": r.severity, "route": r.route, "count": int(r.n)} for r in rows]
+
+    async def noisy_paths(self, rollout: str, limit: int = 15) -> list[dict[str, Any]]:
+        """Where the baseline disagrees with itself most: noise findings per route, code and path."""
+        f, v = findings.c, verdicts.c
+        n = func.count(func.distinct(f.verdict_id)).label("n")
+        query = (
+            select(v.route, f.code, f.path, n)
+            .select_from(findings.join(verdicts, verdicts.c.id == f.verdict_id))
+            .where(and_(f.rollout == rollout, f.noise))
+            .group_by(v.route, f.code, f.path)
+            .order_by(n.desc(), v.route, f.code)
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [{"route": r.route, "code": r.code, "path": r.path, "count": int(r.n)} for r in rows]
+
+    async def latency_histograms(self, rollout: str) -> dict[str, dict[int, int]]:
+        """Per side, the latency histogram of compared verdicts (shadowd.core.histogram buckets)."""
+        await self.roll_up(rollout)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(rollup_latency).where(rollup_latency.c.rollout == rollout))).all()
+        histograms: dict[str, dict[int, int]] = {"baseline": {}, "candidate": {}}
+        for row in rows:
+            histograms.setdefault(row.side, {})[int(row.bucket)] = int(row.n)
+        return histograms
 
     async def example_request_ids(self, rollout: str, codes: Sequence[str], per_code: int = 3) -> dict[str, list[str]]:
         """The newest request ids with a finding of each code not explained by noise (an index walk per code)."""
@@ -753,6 +834,7 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "baseline_repeat": v.baseline_repeat.to_dict() if v.baseline_repeat else None,
         "adaptations": list(v.adaptations),
         "attributes": dict(v.attributes),
+        "request": v.request,
         "comparator_version": v.comparator_version,
         "baseline_noise_blocking": v.baseline_noise_blocking,
         "baseline_model": v.baseline.model if v.baseline else None,
@@ -793,6 +875,7 @@ def _verdict_from_row(row: Any) -> VerdictRecord:
         grading=Grading.from_dict(row["grades"]) if isinstance(row["grades"], dict) else None,
         captured_at=_utc(row["captured_at"]) if row["captured_at"] else None,
         attributes=dict(row["attributes"] or {}),
+        request=row["request"] if isinstance(row["request"], dict) else None,
         source=row["source"],
         partition=row["partition"],
         offset=row["offset"],
