@@ -141,8 +141,8 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ArgumentError):
         return EXIT_USAGE, f"bad database URL: {first_line(exc)}"
     if isinstance(exc, DBAPIError | OSError | TimeoutError | ConnectionError):
-        return EXIT_UNREACHABLE, f"database unreachable: {type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__}: " \
-            f"{first_line(exc.orig if isinstance(exc, DBAPIError) else exc)}"
+        cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        return EXIT_UNREACHABLE, f"database unreachable: {type(cause).__name__}: {first_line(cause)}"
     name = type(exc).__name__
     if name in ("KafkaConnectionError", "KafkaTimeoutError", "APIConnectionError", "APITimeoutError"):
         return EXIT_UNREACHABLE, f"{'Kafka' if name.startswith('Kafka') else 'model API'} unreachable: {first_line(exc)}"
@@ -530,7 +530,8 @@ def rollout_status(ctx: Context, name: str) -> None:
         from shadowd.report import build_report
 
         async with _store(ctx) as store:
-            return await build_report(store, spec), await store.list_decisions(name, limit=10)
+            return (await build_report(store, spec, lambda route: config.rules_for(route).value_noise_threshold),
+                    await store.list_decisions(name, limit=10))
 
     report_obj, history = run_async(fetch())
     if ctx.as_json:

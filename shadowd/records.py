@@ -175,23 +175,26 @@ def _bounded(text: str, limit: int) -> tuple[str, int]:
 
 def summarise_request(request: dict[str, Any]) -> dict[str, Any]:
     """What the verdict page shows of a request: system, the last user turn, the tools, bounded in size."""
-    messages = request.get("messages") if isinstance(request.get("messages"), list) else []
+    raw_messages = request.get("messages")
+    messages: list[Any] = raw_messages if isinstance(raw_messages, list) else []
     last_user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
     system, system_cut = _bounded(_blocks_text(request.get("system")), REQUEST_TEXT_LIMIT)
     user, user_cut = _bounded(_blocks_text(last_user.get("content")) if last_user else "", REQUEST_TEXT_LIMIT)
     tools = []
     used = 0
-    raw_tools = request.get("tools") if isinstance(request.get("tools"), list) else []
+    listed = request.get("tools")
+    raw_tools: list[Any] = listed if isinstance(listed, list) else []
     for tool in raw_tools[:REQUEST_TOOLS_MAX]:
         if not isinstance(tool, dict):
             continue
-        entry = {"name": str(tool.get("name", "")), "description": str(tool.get("description", ""))[:500]}
+        entry: dict[str, Any] = {"name": str(tool.get("name", "")),
+                                 "description": str(tool.get("description", ""))[:500]}
         schema = json.dumps(tool.get("input_schema"), default=str)
         if used + len(schema) <= REQUEST_TOOLS_LIMIT:
             entry["input_schema"] = tool.get("input_schema")
             used += len(schema)
         tools.append(entry)
-    return storable({
+    summary: dict[str, Any] = storable({
         "model": request.get("model"),
         "max_tokens": request.get("max_tokens"),
         "messages": len(messages),
@@ -203,3 +206,4 @@ def summarise_request(request: dict[str, Any]) -> dict[str, Any]:
         "tools_total": len(raw_tools),
         "tool_choice": request.get("tool_choice"),
     })
+    return summary

@@ -176,23 +176,23 @@ def render(chart: Chart) -> str:
             parts.append(f'<text x="{LEFT + plot_w - 4}" y="{y - 5:.1f}" text-anchor="end" class="rule" '
                          f'fill="{rule.colour}">{esc(rule.label)}</text>')
     for series in chart.series:
-        points = [(x, y) for x, y in zip(series.xs, series.ys, strict=True) if y is not None and math.isfinite(y)]
-        if not points:
+        line = [(x, y) for x, y in zip(series.xs, series.ys, strict=True) if y is not None and math.isfinite(y)]
+        if not line:
             continue
         if series.step:
             coords: list[str] = []
-            for i, (x, y) in enumerate(points):
+            for i, (x, y) in enumerate(line):
                 if i:
-                    coords.append(f"{px(x):.1f},{py(points[i - 1][1]):.1f}")
+                    coords.append(f"{px(x):.1f},{py(line[i - 1][1]):.1f}")
                 coords.append(f"{px(x):.1f},{py(y):.1f}")
         else:
-            coords = [f"{px(x):.1f},{py(y):.1f}" for x, y in points]
+            coords = [f"{px(x):.1f},{py(y):.1f}" for x, y in line]
         dash = ' stroke-dasharray="5 4"' if series.dashed else ""
         parts.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="{series.colour}" '
                      f'stroke-width="{series.width}"{dash} stroke-linejoin="round"><title>{esc(series.label)}'
                      f'</title></polyline>')
-        if len(points) == 1:
-            x, y = points[0]
+        if len(line) == 1:
+            x, y = line[0]
             parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{series.colour}"/>')
     parts.append("</g></svg>")
     return "".join(parts)
