@@ -27,7 +27,7 @@ from common import BENCH_DIR, ROOT, Figure, fake_model, log, machine, write_beha
 from daemon_run import run_daemons as _run_daemons
 
 FIGURES = ("pipeline", "concurrency", "comparator", "queries", "scaleout")
-OPTIONAL = ("profile",)
+OPTIONAL = ("profile", "judge")
 
 # Sizes: (full, --quick).
 SIZES = {
@@ -252,6 +252,21 @@ def figure_profile(work: Path, quick: bool) -> list[Figure]:
     return figures
 
 
+def figure_judge(work: Path, quick: bool) -> list[Figure]:
+    """Extra model calls and dollars per compared verdict with grading on (benchmarks/judge_bench.py)."""
+    result = run_json([sys.executable, str(BENCH_DIR / "judge_bench.py"), "--requests", "300" if quick else "600",
+                       "--rates", "0.1,0.5"], timeout_s=900)
+    figures = []
+    for row in result["rates"]:
+        rate = row["sample_rate"]
+        note = (f"{row['graded']} of {row['compared']} graded; ${row['judge_usd_per_compared']:.6f} per compared "
+                f"verdict ({row['judge_share_of_spend']:.1%} of shadow spend), judge {result['judge']}")
+        figures.append(Figure(f"judge_calls_{rate}", f"judge at sample_rate {rate}: extra model calls per compared "
+                              "verdict", row["judge_calls_per_compared"], "calls", "report", None,
+                              details=row, note=note))
+    return figures
+
+
 RUNNERS = {
     "pipeline": figure_pipeline,
     "concurrency": figure_concurrency,
@@ -259,6 +274,7 @@ RUNNERS = {
     "queries": figure_queries,
     "scaleout": figure_scaleout,
     "profile": figure_profile,
+    "judge": figure_judge,
 }
 
 

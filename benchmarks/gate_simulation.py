@@ -32,6 +32,9 @@ NOISE_RATES = (0.01, 0.02, 0.03, 0.05)
 LIFT = 0.02  # the regressed candidate's critical-regression rate above the baseline's noise
 CONFIG = GateConfig()  # min_samples 200, tolerance 1 point, confidence 95%
 POWER = 0.95  # the fixed-sample design's power, matching the gate's 5% error budget
+LARGE_LIFTS = (0.10, 0.25, 0.45)  # clear harm: the gate must stop it at once, whatever min_samples
+EARLY_LOOK = 10  # in the large-effect and early-look rows the promoter looks every 10 verdicts
+EARLY_CAP = 3000
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,10 @@ class Rollout:
     samples: int  # verdicts when the rollout ended
 
 
-def draw(rng: random.Random, p_candidate: float, p_baseline: float) -> tuple[int, int, int]:
+def draw(rng: random.Random, p_candidate: float, p_baseline: float, batch: int = BATCH) -> tuple[int, int, int]:
     """One batch of independent flags: (candidate regressed, baseline noise, both)."""
     candidate = baseline = both = 0
-    for _ in range(BATCH):
+    for _ in range(batch):
         c = rng.random() < p_candidate
         b = rng.random() < p_baseline
         candidate += c
@@ -54,14 +57,16 @@ def draw(rng: random.Random, p_candidate: float, p_baseline: float) -> tuple[int
     return candidate, baseline, both
 
 
-def sequential_rollout(rng: random.Random, noise_rate: float, lift: float) -> Rollout:
+def sequential_rollout(
+    rng: random.Random, noise_rate: float, lift: float, batch: int = BATCH, cap: int = CAP
+) -> Rollout:
     state = RolloutState(STAGES, 0)
     samples = stage_samples = candidate = baseline = both = first = 0
-    while samples < CAP:
-        c, b, k = draw(rng, noise_rate + lift, noise_rate)
+    while samples < cap:
+        c, b, k = draw(rng, noise_rate + lift, noise_rate, batch)
         candidate, baseline, both = candidate + c, baseline + b, both + k
-        samples += BATCH
-        stage_samples += BATCH
+        samples += batch
+        stage_samples += batch
         # Latency and cost within their bounds: this benchmark is about the regression statistics.
         latency = 900.0 * rng.uniform(0.95, 1.05)
         evidence = Evidence(samples, stage_samples, candidate, baseline, both,
@@ -134,6 +139,14 @@ def scenario(task: tuple[str, float, int, int]) -> tuple[str, float, list[object
     elif kind == "regressed":
         def run() -> object:
             return sequential_rollout(rng, noise_rate, LIFT)
+    elif kind.startswith("large-"):
+        lift = float(kind.removeprefix("large-"))
+
+        def run() -> object:
+            return sequential_rollout(rng, noise_rate, lift, EARLY_LOOK, 1000)
+    elif kind == "early-identical":
+        def run() -> object:
+            return sequential_rollout(rng, noise_rate, 0.0, EARLY_LOOK, EARLY_CAP)
     elif kind == "fixed-identical":
         def run() -> object:
             return fixed_sample_decision(rng, noise_rate, 0.0, identical_n)
@@ -152,7 +165,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    kinds = ("identical", "regressed", "fixed-identical", "fixed-regressed", "margin")
+    kinds = ("identical", "regressed", "fixed-identical", "fixed-regressed", "margin", "early-identical",
+             *(f"large-{lift}" for lift in LARGE_LIFTS))
     tasks = [(kind, q, args.rollouts, args.seed) for q in NOISE_RATES for kind in kinds]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -198,6 +212,25 @@ def main() -> None:
             f"| {share(fixed_same.count('promote'), n)} / {share(fixed_worse.count('rollback'), n)} "
             f"| {share(sum(m[0] for m in margin), n)} / {share(sum(m[1] for m in margin), n)} |"
         )
+
+    print(f"\nClear harm and early looks: the promoter looks every {EARLY_LOOK} verdicts from the first one.")
+    print("Large effects: samples to rollback (median / p90) and the share rolled back within the first 50")
+    print(f"compared verdicts. Identical: false rollbacks over the first {EARLY_CAP:,} verdicts (budget "
+          f"1 − confidence = {1 - CONFIG.confidence:.0%}).\n")
+    print("| noise q | " + " | ".join(f"+{lift * 100:.0f} points: median / p90, within 50" for lift in LARGE_LIFTS)
+          + " | identical, look every 10: false rollbacks |")
+    print("|---|" + "---|" * (len(LARGE_LIFTS) + 1))
+    for q in NOISE_RATES:
+        cells = []
+        for lift in LARGE_LIFTS:
+            worse = rollouts(results, f"large-{lift}", q)
+            back = sorted(r.samples for r in worse if r.final == "rollback")
+            p90 = back[min(len(back) - 1, int(0.9 * len(back)))] if back else 0
+            within = sum(r.final == "rollback" and r.samples <= 50 for r in worse)
+            cells.append(f"{statistics.median(back):,.0f} / {p90:,} , {share(within, len(worse))}" if back else "n/a")
+        same = rollouts(results, "early-identical", q)
+        cells.append(share(sum(r.final == "rollback" for r in same), len(same)))
+        print(f"| {q:.0%} | " + " | ".join(cells) + " |")
 
 
 def rollouts(results: dict[tuple[str, float], list[object]], kind: str, q: float) -> list[Rollout]:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Starts and stops the real services the integration tests talk to: a single-node Apache Kafka
 # broker (KRaft, jars from Maven Central) and a throwaway PostgreSQL server, both on loopback.
+# The broker listens three ways (PLAINTEXT, SASL_PLAINTEXT with PLAIN, SSL with client
+# certificates) and PostgreSQL accepts TLS, all with certificates made by openssl for this run only.
 #
 #   bash scripts/services.sh start   # (re)start both, write and print .services/env
 #   bash scripts/services.sh stop    # stop both, remove their data
 #   bash scripts/services.sh env     # print .services/env
-#   bash scripts/services.sh deps    # install java, maven, postgresql if missing; fetch the Kafka jars
+#   bash scripts/services.sh deps    # install java, maven, postgresql, chromium if missing; fetch the Kafka jars
 #
 # Knobs: SHADOWD_KAFKA_VERSION (default below), SHADOWD_SERVICES_TIMEOUT (seconds per service, 120).
 set -euo pipefail
@@ -21,6 +23,7 @@ TIMEOUT="${SHADOWD_SERVICES_TIMEOUT:-120}"
 PG_DB=shadowd
 PG_ROLE=shadowd
 PG_PASSWORD=shadowd
+KAFKA_SASL_USER=shadowd
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -58,6 +61,8 @@ ensure_tools() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   [[ -n "$(pg_bin_dir)" ]] || missing+=(postgresql)
+  # Debian's Chromium, for the headless-browser test of the HTML pages (tests/integration/test_browser.py).
+  command -v chromium >/dev/null || missing+=(chromium)
   if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
   [[ -n "$(pg_bin_dir)" ]] || die "no PostgreSQL initdb under /usr/lib/postgresql/*/bin"
 }
@@ -93,6 +98,10 @@ for _ in range(int(sys.argv[1])):
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
+}
+
+random_secret() {
+  python3 -c 'import secrets; print(secrets.token_hex(16))'
 }
 
 # True when PID is alive and its command line contains PATTERN (guards against recycled pids).
@@ -162,8 +171,35 @@ stop_services() {
   rm -f "$ENV_FILE"
 }
 
+# A throwaway CA, a server certificate for 127.0.0.1/localhost (Kafka's SSL listener and
+# PostgreSQL) and a client certificate whose key is encrypted (Kafka's SSL listener asks for it).
+make_tls() {
+  local dir="$1"
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=shadowd test CA" \
+      -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile server.ext -out server.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=shadowd" -keyout client-plain.key -out client.csr
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile client.ext -out client.crt
+    openssl pkey -in client-plain.key -aes256 -passout "pass:$TLS_CLIENT_KEY_PASSWORD" -out client.key
+    rm -f client-plain.key ./*.csr ./*.ext
+    # The broker reads a PKCS12 keystore and truststore; keytool makes the truststore.
+    openssl pkcs12 -export -in server.crt -inkey server.key -certfile ca.crt -name broker \
+      -passout "pass:$TLS_STORE_PASSWORD" -out broker.p12
+    keytool -importcert -noprompt -alias ca -file ca.crt -storetype PKCS12 \
+      -keystore truststore.p12 -storepass "$TLS_STORE_PASSWORD"
+  ) >"$dir/openssl.out" 2>&1 || { cat "$dir/openssl.out" >&2; die "making the test certificates failed"; }
+}
+
 start_kafka() {
-  local tmp="$1" port="$2" controller_port="$3"
+  local tmp="$1" port="$2" controller_port="$3" sasl_port="$4" ssl_port="$5" tls="$tmp/tls"
   local logs="$STATE_DIR/kafka" data="$tmp/kafka-data" props="$tmp/kafka-server.properties"
   rm -rf "$logs"
   mkdir -p "$logs" "$data"
@@ -171,11 +207,20 @@ start_kafka() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SSL://127.0.0.1:$ssl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SSL://127.0.0.1:$ssl_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
+listener.name.ssl.ssl.truststore.type=PKCS12
+listener.name.ssl.ssl.truststore.location=$tls/truststore.p12
+listener.name.ssl.ssl.truststore.password=$TLS_STORE_PASSWORD
+listener.name.ssl.ssl.client.auth=required
 log.dirs=$data
 num.partitions=1
 default.replication.factor=1
@@ -203,7 +248,7 @@ EOF
     cat "$logs/storage-format.out" >&2
     die "kafka storage format failed"
   fi
-  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $controller_port)"
+  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $controller_port, SASL $sasl_port, SSL $ssl_port)"
   # setsid + nohup: the broker outlives this script and the terminal it was started from.
   setsid nohup java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$props" \
     >"$logs/kafka.out" 2>&1 </dev/null &
@@ -255,6 +300,9 @@ start_postgres() {
   local tmp="$1" port="$2" os_user="$3" bin="$4"
   local dir="$tmp/pg" data="$tmp/pg/data" socket="$tmp/pg/socket"
   mkdir -p "$socket"
+  # PostgreSQL insists that its key belongs to it and nobody else can read it.
+  cp "$tmp/tls/server.crt" "$tmp/tls/server.key" "$dir/"
+  chmod 600 "$dir/server.key"
   chown -R "$os_user:" "$dir"
   as_pg "$os_user" "$bin/initdb" -D "$data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 >"$dir/initdb.out" 2>&1 || { cat "$dir/initdb.out" >&2; die "initdb failed"; }
@@ -269,6 +317,10 @@ max_connections = 200
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+# TLS is offered, not required: the tests connect both ways and check which one they got.
+ssl = on
+ssl_cert_file = '$dir/server.crt'
+ssl_key_file = '$dir/server.key'
 EOF
   log "starting PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
   as_pg "$os_user" "$bin/pg_ctl" start -D "$data" -l "$dir/server.log" -w -t "$TIMEOUT" >/dev/null \
@@ -279,7 +331,7 @@ EOF
     sleep 0.2
   done
   as_pg "$os_user" "$bin/psql" -q -v ON_ERROR_STOP=1 -h "$socket" -p "$port" -U postgres -d postgres \
-    -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" \
+    -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD'" \
     -c "CREATE DATABASE $PG_DB OWNER $PG_ROLE" >/dev/null
   # The same path the tests take: TCP and a password.
   PGPASSWORD="$PG_PASSWORD" "$bin/psql" -q -X -tA -h 127.0.0.1 -p "$port" -U "$PG_ROLE" -d "$PG_DB" \
@@ -287,13 +339,21 @@ EOF
 }
 
 write_env() {
-  local tmp="$1" kafka_port="$2" pg_port="$3" os_user="$4" bin="$5"
+  local tmp="$1" kafka_port="$2" pg_port="$3" os_user="$4" bin="$5" sasl_port="$6" ssl_port="$7"
   mkdir -p "$STATE_DIR"
   {
     echo "# Written by scripts/services.sh start; source it before running the integration tests."
     printf 'export SHADOWD_TEST_KAFKA=%q\n' "127.0.0.1:$kafka_port"
     printf 'export SHADOWD_TEST_DATABASE_URL=%q\n' \
       "postgresql+asyncpg://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$pg_port/$PG_DB"
+    printf 'export SHADOWD_TEST_KAFKA_SASL=%q\n' "127.0.0.1:$sasl_port"
+    printf 'export SHADOWD_TEST_KAFKA_SASL_USERNAME=%q\n' "$KAFKA_SASL_USER"
+    printf 'export SHADOWD_TEST_KAFKA_SASL_PASSWORD=%q\n' "$KAFKA_SASL_PASSWORD"
+    printf 'export SHADOWD_TEST_KAFKA_SSL=%q\n' "127.0.0.1:$ssl_port"
+    printf 'export SHADOWD_TEST_TLS_CA=%q\n' "$tmp/tls/ca.crt"
+    printf 'export SHADOWD_TEST_TLS_CLIENT_CERT=%q\n' "$tmp/tls/client.crt"
+    printf 'export SHADOWD_TEST_TLS_CLIENT_KEY=%q\n' "$tmp/tls/client.key"
+    printf 'export SHADOWD_TEST_TLS_CLIENT_KEY_PASSWORD=%q\n' "$TLS_CLIENT_KEY_PASSWORD"
     printf 'export SHADOWD_TEST_KAFKA_VERSION=%q\n' "$KAFKA_VERSION"
     printf 'export SHADOWD_TEST_KAFKA_PID=%q\n' "$KAFKA_PID"
     printf 'export SHADOWD_TEST_KAFKA_LOG_DIR=%q\n' "$STATE_DIR/kafka"
@@ -312,24 +372,30 @@ start_services() {
   stop_services
   ensure_tools
   fetch_kafka
-  local tmp os_user bin kafka_port controller_port pg_port
+  local tmp os_user bin kafka_port controller_port pg_port sasl_port ssl_port
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/shadowd-services.XXXXXX")"
   chmod 755 "$tmp" # the postgres OS user must reach its data dir inside
   os_user="$(pg_os_user)"
   bin="$(pg_bin_dir)"
-  read -r kafka_port controller_port pg_port <<<"$(free_ports 3)"
+  read -r kafka_port controller_port pg_port sasl_port ssl_port <<<"$(free_ports 5)"
+  # Fresh secrets per run: nothing here is worth stealing, and nothing is reused.
+  KAFKA_SASL_PASSWORD="$(random_secret)"
+  TLS_CLIENT_KEY_PASSWORD="$(random_secret)"
+  TLS_STORE_PASSWORD="$(random_secret)"
   KAFKA_PID=""
   # Written before anything starts, so `stop` can clean up after a failed start.
-  write_env "$tmp" "$kafka_port" "$pg_port" "$os_user" "$bin"
+  write_env "$tmp" "$kafka_port" "$pg_port" "$os_user" "$bin" "$sasl_port" "$ssl_port"
   trap 'log "start failed; stopping what did start"; stop_services' EXIT
-  start_kafka "$tmp" "$kafka_port" "$controller_port"
-  write_env "$tmp" "$kafka_port" "$pg_port" "$os_user" "$bin"
+  make_tls "$tmp/tls"
+  start_kafka "$tmp" "$kafka_port" "$controller_port" "$sasl_port" "$ssl_port"
+  write_env "$tmp" "$kafka_port" "$pg_port" "$os_user" "$bin" "$sasl_port" "$ssl_port"
   # PostgreSQL comes up while the JVM warms up.
   start_postgres "$tmp" "$pg_port" "$os_user" "$bin"
   wait_for_kafka "127.0.0.1:$kafka_port"
   trap - EXIT
   log "Kafka and PostgreSQL are up; environment in ${ENV_FILE#"$ROOT"/}"
-  grep '^export' "$ENV_FILE"
+  # Passwords stay in the file; what is printed has them masked.
+  grep '^export' "$ENV_FILE" | sed -E 's/(PASSWORD=).*/\1***/; s#(://[^:/@]*:)[^@]*@#\1***@#'
 }
 
 main() {

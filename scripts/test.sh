@@ -15,10 +15,6 @@ section() { printf '\n==== %s ====\n' "$*"; }
 section "install shadowd[test] into the checkout's own virtual environment (.venv)"
 SHADOWD_EXTRAS=test source scripts/venv.sh
 echo "python: $(command -v python)"
-    exit 1
-  fi
-fi
-rm -f "$pip_errors"
 
 if [[ -n "${SHADOWD_TEST_KAFKA:-}" && -n "${SHADOWD_TEST_DATABASE_URL:-}" ]]; then
   section "using the services already given: Kafka $SHADOWD_TEST_KAFKA, PostgreSQL from SHADOWD_TEST_DATABASE_URL"

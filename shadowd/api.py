@@ -41,6 +41,10 @@ class ApiState:
     publish_decision: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    # rollout -> (monotonic time, report) of the last report read: the controllers' answer while the
+    # database is briefly away (nothing can change the decision while nobody can write it).
+    last_reports: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    last_report_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
         for name, token, role in (("admin", self.admin_token, "admin"), ("read", self.read_token, "read")):
@@ -66,6 +70,26 @@ def create_app(state: ApiState, *, open_reads: bool = False) -> web.Application:
     from shadowd.api_routes import add_routes  # the rollout endpoints import this module's ApiState
 
     add_routes(app)
+    return app
+
+
+def create_starting_app(metrics: Metrics, phase: Callable[[], str]) -> web.Application:
+    """What `shadowd run` serves until its API can answer: /healthz (alive), /readyz 503 naming the phase
+    (e.g. waiting for the database), /metrics; any other path 503 with the same reason."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+
+    async def not_yet(request: web.Request) -> web.Response:
+        reason = f"starting: {phase()}"
+        if request.path == "/readyz":
+            return web.json_response({"ready": False, "checks": {"startup": reason}}, status=503)
+        return web.json_response({"error": reason}, status=503, headers={"Retry-After": "5"})
+
+    async def starting_metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", starting_metrics)
+    app.router.add_route("*", "/{tail:.*}", not_yet)
     return app
 
 
@@ -102,7 +126,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def runner_options() -> dict[str, Any]:
     """aiohttp server options: no access log, and protocol errors logged without the raw request bytes."""
-    return {"access_log": None, "logger": http_protocol_logger()}
+    # Request lines up to 64 KiB: a `query` of 4,096 characters, percent-encoded, must fit.
+    return {"access_log": None, "logger": http_protocol_logger(), "max_line_size": 65536}
 
 
 async def start_http(app: web.Application, listen: str) -> web.AppRunner:

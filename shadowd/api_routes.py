@@ -18,6 +18,7 @@ from aiohttp import web
 
 from shadowd.adapters.sql_store import VerdictFilter
 from shadowd.api import STATE_KEY, ApiState
+from shadowd.api_pages import add_page_routes
 from shadowd.api_security import (
     DATABASE_UNAVAILABLE,
     BadParameter,
@@ -84,6 +85,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/v1/rollouts", list_rollouts)
     router.add_get("/v1/rollouts/{name}", get_rollout)
     router.add_get("/v1/rollouts/{name}/verdicts", list_verdicts)
+    add_page_routes(router)  # the .html pages, before the JSON verdict route that would take `ID.html`
     router.add_get("/v1/rollouts/{name}/verdicts/{request_id:.+}", get_verdict)
     router.add_get("/v1/rollouts/{name}/decisions", list_decisions)
     router.add_get("/v1/rollouts/{name}/analysis", argo_analysis)
@@ -267,6 +269,9 @@ async def manual_action(request: web.Request) -> web.Response:
     if spec is None:
         return _unknown_rollout(state, name)
     body = await json_object(request, required=False)
+    for key in body:
+        if key not in ("actor", "reason"):
+            raise BadParameter(key, "unknown field; known: actor, reason")
     stated = _optional_text(body, "actor", 200)
     note = _optional_text(body, "reason", 2000)
     if stated and stated != identity.name:
@@ -304,6 +309,34 @@ def _optional_text(body: Mapping[str, Any], key: str, max_length: int) -> str | 
     return value.strip() or None
 
 
+# --- The controllers' reports: fresh, or the last known one while the database is briefly away ---------
+
+
+async def controller_report(state: ApiState, spec: RolloutSpec) -> tuple[dict[str, Any], float | None]:
+    """(report, None) read now, or (the last report read, its age in seconds) when the database cannot be
+    read and that report is at most `last_report_max_age_s` old. Raises what the read raised otherwise."""
+    try:
+        report = await build_report(state.store, spec)
+    except Exception:
+        last = state.last_reports.get(spec.name)
+        if last is not None and time.monotonic() - last[0] <= state.last_report_max_age_s:
+            return last[1], round(time.monotonic() - last[0], 1)
+        raise
+    state.last_reports[spec.name] = (time.monotonic(), report)
+    return report, None
+
+
+def _stale_note(age_s: float | None) -> str:
+    return "" if age_s is None else f" (last known decision, {age_s:.0f} s old: the database cannot be read now)"
+
+
+def _with_age(body: dict[str, Any], age_s: float | None) -> dict[str, Any]:
+    if age_s is not None:
+        body["stale"] = True
+        body["decision_age_s"] = age_s
+    return body
+
+
 # --- Argo Rollouts: the `web` metric provider --------------------------------------------------------
 
 
@@ -322,14 +355,16 @@ async def argo_analysis(request: web.Request) -> web.Response:
     except BadParameter as exc:
         return _json(_analysis_body(name, "fail", f"bad parameter {exc.parameter}: {exc.reason}"))
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # whatever the driver raises, Argo must get a body: keep measuring
         log.warning("analysis_database_error", rollout=name, error=repr(exc)[:500])
         return _json(
             _analysis_body(name, "continue", DATABASE_UNAVAILABLE)
         )
+    if age_s is not None:
+        log.warning("analysis_from_last_known_decision", rollout=name, age_s=age_s)
     verdict, reason = analysis_verdict(report, want_percent, want_stage)
-    return _json(_analysis_body(name, verdict, reason, report))
+    return _json(_with_age(_analysis_body(name, verdict, reason + _stale_note(age_s), report), age_s))
 
 
 def analysis_query(query: Mapping[str, str], spec: RolloutSpec) -> tuple[int | None, int | None]:
@@ -442,15 +477,15 @@ class FlaggerCall:
 async def _flagger_call(request: web.Request) -> FlaggerCall:
     body = await json_object(request, required=True)
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not re.search(r"\S", name):
         raise BadParameter("name", "the canary name is required (a non-empty string)")
     namespace, phase, checksum = body.get("namespace"), body.get("phase"), body.get("checksum")
     for key, value in (("namespace", namespace), ("phase", phase), ("checksum", checksum)):
         if value is not None and not isinstance(value, str):
             raise BadParameter(key, "must be a string")
     raw_metadata = body.get("metadata") or {}
-    if not isinstance(raw_metadata, dict) or any(isinstance(v, dict | list) for v in raw_metadata.values()):
-        raise BadParameter("metadata", "must be an object of strings")
+    if not isinstance(raw_metadata, dict) or any(not isinstance(v, str | None) for v in raw_metadata.values()):
+        raise BadParameter("metadata", "must be an object of strings (Flagger's metadata is a string map)")
     metadata = {str(k): str(v) for k, v in raw_metadata.items() if v is not None}
     hook = (metadata.get("hook") or request.query.get("hook") or phase or "").strip()
     return FlaggerCall(
@@ -484,14 +519,14 @@ async def flagger_gate(request: web.Request) -> web.Response:
         raise BadParameter(
             "metadata.hook", "rollback hooks go to POST /v1/flagger/rollback (there a 200 means roll back)"
         )
-    if hook in PASS_THROUGH_HOOKS:
-        return _json({"ok": True, **base, "reason": f"shadowd does not gate {hook!r} hooks; passed through"})
-    if hook not in GATE_HOOKS:
+    if hook not in GATE_HOOKS + PASS_THROUGH_HOOKS:
         raise BadParameter(
             "metadata.hook",
             f"unknown hook {call.hook!r}; known: " + ", ".join(GATE_HOOKS + PASS_THROUGH_HOOKS),
         )
-    weight = _metadata_weight(call.metadata)
+    weight = _metadata_weight(call.metadata)  # checked for every hook: a bad value is a misconfiguration
+    if hook in PASS_THROUGH_HOOKS:
+        return _json({"ok": True, **base, "reason": f"shadowd does not gate {hook!r} hooks; passed through"})
     spec = state.config.rollout(call.rollout)
     if spec is None:
         known = ", ".join(r.name for r in state.config.rollouts) or "none"
@@ -506,7 +541,7 @@ async def flagger_gate(request: web.Request) -> web.Response:
             status=403,
         )
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # Flagger must wait, not see a 5xx: hold until the database answers
         log.warning("flagger_database_error", rollout=call.rollout, hook=hook, error=repr(exc)[:500])
         return _json(
@@ -525,21 +560,25 @@ async def flagger_gate(request: web.Request) -> web.Response:
         "decision": report["decision"],
         "state": report["state"],
         "canary_percent": report["canary_percent"],
-        "reason": reason,
+        "reason": reason + _stale_note(age_s),
         "reasons": report["reasons"],
     }
     if not passed:
         body["error"] = "refused"
-    return _json(body, status=200 if passed else 403)
+    return _json(_with_age(body, age_s), status=200 if passed else 403)
+
+
+# An integer percentage 0..100 (leading zeros and surrounding blanks allowed), or empty for none.
+WEIGHT_PATTERN = r"^(\s*0*([0-9]|[1-9][0-9]|100)\s*)?$"
 
 
 def _metadata_weight(metadata: Mapping[str, str]) -> int | None:
     raw = metadata.get("weight")
     if raw is None or raw == "":
         return None
-    if not _is_count(raw.strip()) or not 0 <= int(raw) <= 100:
+    if not re.search(WEIGHT_PATTERN, raw) or not raw.strip().isascii():
         raise BadParameter("metadata.weight", f"must be an integer percentage from 0 to 100, got {raw!r}")
-    return int(raw)
+    return int(raw.strip())
 
 
 async def flagger_rollback(request: web.Request) -> web.Response:
@@ -560,7 +599,7 @@ async def flagger_rollback(request: web.Request) -> web.Response:
             status=404,
         )
     try:
-        report = await build_report(state.store, spec)
+        report, age_s = await controller_report(state, spec)
     except Exception as exc:  # no evidence read, so no rollback signalled; the gate hooks hold meanwhile
         log.warning("flagger_database_error", rollout=call.rollout, hook="rollback", error=repr(exc)[:500])
         return _json(
@@ -578,10 +617,10 @@ async def flagger_rollback(request: web.Request) -> web.Response:
         **base,
         "decision": report["decision"],
         "state": report["state"],
-        "reason": reason,
+        "reason": reason + _stale_note(age_s),
         "reasons": report["reasons"],
     }
-    return _json(body, status=200 if rollback else 409)
+    return _json(_with_age(body, age_s), status=200 if rollback else 409)
 
 
 # --- Flagger: the Prometheus-compatible query API -------------------------------------------------------
@@ -609,6 +648,15 @@ _MATCHER = re.compile(
     r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!=|!~|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*(,|$)"""
 )
 _VECTOR = re.compile(r"^\s*vector\s*\(\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\)\s*$")
+
+
+def prom_query_pattern() -> str:
+    """One regex for exactly the queries `parse_prom_query` answers, for the OpenAPI document."""
+    quoted = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+    matcher = rf"\s*rollout\s*=\s*{quoted}\s*"
+    metrics = "|".join(sorted(PROM_METRICS))
+    selector = rf"\s*(?:{metrics})\s*(?:\{{\s*(?:{matcher}(?:,{matcher})*,?)?\s*\}})?\s*"
+    return rf"^(?:{_VECTOR.pattern[1:-1]}|{selector})$"
 
 
 class PromBadData(ValueError):

@@ -18,6 +18,7 @@ import click
 from shadowd import __version__
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import redact_url, url_password
 from shadowd.logging import configure_logging, register_secrets
 
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class Context:
         self.config_path = config or self.settings.config
         self.as_json = as_json
         configure_logging(level, self.settings.log_format)
-        register_secrets([self.settings.admin_token, self.settings.read_token])
+        register_secrets([self.settings.admin_token, self.settings.read_token, url_password(self.db_url)])
 
     def config(self) -> Config:
         config = load_config(self.config_path, self.settings)
@@ -124,8 +125,12 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
     from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from shadowd.adapters.database_url import DatabaseUrlError
+
     if isinstance(exc, CliError):
         return exc.exit_code, str(exc)
+    if isinstance(exc, DatabaseUrlError):
+        return EXIT_USAGE, f"bad database URL (--db / SHADOWD_DATABASE_URL): {exc}"
     if isinstance(exc, ConfigError):
         return EXIT_USAGE, f"config error: {exc}"
     if isinstance(exc, ValidationError):
@@ -136,8 +141,8 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ArgumentError):
         return EXIT_USAGE, f"bad database URL: {first_line(exc)}"
     if isinstance(exc, DBAPIError | OSError | TimeoutError | ConnectionError):
-        return EXIT_UNREACHABLE, f"database unreachable: {type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__}: " \
-            f"{first_line(exc.orig if isinstance(exc, DBAPIError) else exc)}"
+        cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        return EXIT_UNREACHABLE, f"database unreachable: {type(cause).__name__}: {first_line(cause)}"
     name = type(exc).__name__
     if name in ("KafkaConnectionError", "KafkaTimeoutError", "APIConnectionError", "APITimeoutError"):
         return EXIT_UNREACHABLE, f"{'Kafka' if name.startswith('Kafka') else 'model API'} unreachable: {first_line(exc)}"
@@ -252,6 +257,13 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
     db_url = "sqlite:///shadowd-demo.db" if own_file else ctx.db_url
     result = run_async(run_demo(db_url, count=count, seed=seed, behaviours=behaviours,
                                 progress=sys.stderr.isatty() and not ctx.as_json, fresh=own_file))
+    from shadowd.adapters.sql_store import sqlite_file
+
+    # The pages go next to the demo's SQLite file (the working directory for the default one).
+    db_file = sqlite_file(db_url)
+    folder = (db_file.parent if db_file is not None else Path(".")) / "shadowd-demo-report"
+    pages = run_async(_demo_pages(ctx, db_url, Path(result["config"]), folder))
+    result["html_reports"] = [str(page.resolve()) for page in pages]
     if ctx.as_json:
         emit_json(result)
         if serve_api:
@@ -264,14 +276,33 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
         print_report(report)
         click.echo(f"canary decision for {decision['rollout']}: {decision['decision'].upper()} "
                    f"(canary now {decision['canary_percent']}%)\n")
-    click.echo(f"\nVerdicts are in {db_url}. Look closer with, for example:")
-    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_url} -c {result['config']}")
+    # A URL with a password is shown without it; the hints then read it from the environment.
+    shown = redact_url(db_url)
+    db_arg = db_url if shown == db_url else '"$SHADOWD_DATABASE_URL"'
+    click.echo(f"\nVerdicts are in {shown}. Look closer with, for example:")
+    click.echo(f"  shadowd verdicts --rollout opus-4-7 --status regression --db {db_arg} -c {result['config']}")
     examples = [ids[0] for report in result["reports"] if report["rollout"] == "opus-4-7"
                 for ids in report.get("examples", {}).values() if ids]
     if examples:
-        click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_url} -c {result['config']}")
+        click.echo(f"  shadowd show --rollout opus-4-7 {shlex.quote(examples[0])} --db {db_arg} -c {result['config']}")
+    click.echo("\nThe HTML reports (open in a browser; example request ids link to their verdict pages):")
+    for page in pages:
+        click.echo(f"  {page.resolve()}")
     if serve_api:
         _serve_demo(ctx, db_url, Path(result["config"]), http)
+
+
+async def _demo_pages(ctx: Context, db_url: str, config_path: Path, folder: Path) -> list[Path]:
+    from shadowd.adapters.sql_store import open_existing_store
+    from shadowd.config import load_config
+    from shadowd.pages.site import write_rollout_site
+
+    config = load_config(config_path)
+    store = await open_existing_store(db_url)
+    try:
+        return [await write_rollout_site(store, spec, config, folder / spec.name) for spec in config.rollouts]
+    finally:
+        await store.close()
 
 
 def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: bool = False) -> None:
@@ -279,9 +310,10 @@ def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: 
 
     config = load_config(config_path, ctx.settings)
     if not quiet:
-        click.echo(f"\nServing the API over {db_url} on http://{http} (Ctrl-C to stop), e.g.")
+        click.echo(f"\nServing the API over {redact_url(db_url)} on http://{http} (Ctrl-C to stop), e.g.")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7")
         click.echo(f"  curl http://{http}/v1/rollouts/opus-4-7/weights")
+        click.echo(f"  http://{http}/v1/rollouts/opus-4-7/report.html (the HTML report, in a browser)")
     sys.exit(run_serve(config, ctx.settings, db_url, http, promoter=False, promoter_interval_s=30.0,
                        tokens=_tokens_or_exit(ctx)))
 
@@ -293,7 +325,12 @@ def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: 
 @common_options
 @click.option("--rollout", "rollout_name", default=None, help="Rollout name (default: every rollout in the config).")
 @click.option("--check", is_flag=True, help="Exit 1 when the gate says roll back.")
-def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the rollout's self-contained HTML report to this file (needs --rollout).")
+@click.option("--link-base", default="verdicts/", show_default=True,
+              help="Where the HTML report links example request ids: BASE + ID + '.html' "
+                   "(e.g. http://shadowd:8080/v1/rollouts/NAME/verdicts/).")
+def report(ctx: Context, rollout_name: str | None, check: bool, html_file: Path | None, link_base: str) -> None:
     """Counts, rates with confidence intervals, by code and route, latency, cost, stage and decision."""
     from shadowd.render import print_report
 
@@ -301,7 +338,11 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
     specs = [ctx.rollout(config, rollout_name)] if rollout_name else list(config.rollouts)
     if not specs:
         raise click.UsageError("the config declares no rollouts")
-    reports = run_async(_reports(ctx, specs))
+    if html_file is not None and not rollout_name:
+        raise click.UsageError("--html writes one rollout's report: name it with --rollout")
+    if html_file is not None:
+        write_report_html(ctx, config, specs[0], html_file, link_base)
+    reports = run_async(_reports(ctx, specs, lambda route: config.rules_for(route).value_noise_threshold))
     if ctx.as_json:
         emit_json(reports[0] if rollout_name else reports)
     else:
@@ -311,11 +352,28 @@ def report(ctx: Context, rollout_name: str | None, check: bool) -> None:
         sys.exit(EXIT_GATE_FAILED)
 
 
-async def _reports(ctx: Context, specs: list[RolloutSpec]) -> list[dict[str, Any]]:
+def write_report_html(ctx: Context, config: Config, spec: RolloutSpec, file: Path, link_base: str) -> None:
+    from shadowd.pages.report_page import render_report_page, report_page_data
+
+    async def build() -> dict[str, Any]:
+        async with _store(ctx) as store:
+            return await report_page_data(store, spec, config)
+
+    page = render_report_page(run_async(build()), link_base=link_base)
+    try:
+        file.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"--html: cannot write {file}: {exc.strerror or exc}") from None
+    click.echo(f"HTML report written to {file}", err=True)
+
+
+async def _reports(
+    ctx: Context, specs: list[RolloutSpec], threshold_for: Callable[[str], float] | None = None
+) -> list[dict[str, Any]]:
     from shadowd.report import build_report
 
     async with _store(ctx) as store:
-        return [await build_report(store, spec) for spec in specs]
+        return [await build_report(store, spec, threshold_for) for spec in specs]
 
 
 @main.command()
@@ -378,7 +436,9 @@ def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | No
 @common_options
 @click.option("--rollout", "rollout_name", required=True)
 @click.argument("request_id")
-def show(ctx: Context, rollout_name: str, request_id: str) -> None:
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the verdict's self-contained HTML page to this file instead of printing it.")
+def show(ctx: Context, rollout_name: str, request_id: str, html_file: Path | None) -> None:
     """One verdict side by side: both outputs, the findings, the adaptations."""
     from shadowd.render import print_verdict
 
@@ -390,7 +450,15 @@ def show(ctx: Context, rollout_name: str, request_id: str) -> None:
     if row is None:
         click.echo(f"no verdict for request {request_id!r} in rollout {rollout_name!r}", err=True)
         sys.exit(EXIT_USAGE)
-    if ctx.as_json:
+    if html_file is not None:
+        from shadowd.pages.verdict_page import render_verdict_page
+
+        try:
+            html_file.write_text(render_verdict_page(row.verdict, report_link=None), encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"--html: cannot write {html_file}: {exc.strerror or exc}") from None
+        click.echo(f"HTML verdict page written to {html_file}", err=True)
+    elif ctx.as_json:
         emit_json(row.verdict.to_dict() | {"outputs": _outputs(row.verdict)})
     else:
         print_verdict(row.verdict)
@@ -462,7 +530,8 @@ def rollout_status(ctx: Context, name: str) -> None:
         from shadowd.report import build_report
 
         async with _store(ctx) as store:
-            return await build_report(store, spec), await store.list_decisions(name, limit=10)
+            return (await build_report(store, spec, lambda route: config.rules_for(route).value_noise_threshold),
+                    await store.list_decisions(name, limit=10))
 
     report_obj, history = run_async(fetch())
     if ctx.as_json:
@@ -652,30 +721,16 @@ def token_hash() -> None:
 
 def checked_db_url(url: str) -> str:
     """The database URL if shadowd can use it; a bad one is exit 2 with the reason (no password shown)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from shadowd.adapters.sql_store import normalise_url
+    from shadowd.adapters.database_url import DatabaseUrlError, engine_target
 
     try:
-        parsed = make_url(normalise_url(url))
-    except ArgumentError:
-        raise CliError(f"--db: {printable_url(url)!r} is not a database URL "
-                       "(use postgresql://USER@HOST/DB or sqlite:///FILE)") from None
+        parsed = engine_target(url).url
+    except DatabaseUrlError as exc:
+        raise CliError(f"--db: {exc} (use postgresql://USER@HOST/DB or sqlite:///FILE)") from None
     if parsed.drivername not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
         raise CliError(f"--db: unsupported database {parsed.drivername.split('+')[0]!r} "
                        "(use postgresql://USER@HOST/DB or sqlite:///FILE)")
     return url
-
-
-def printable_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1]
 
 
 def _config_or_exit(ctx: Context) -> Config:
@@ -728,3 +783,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{sum(letters.values())} dead letters"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(letters.items()))})" if letters else "")
     )
+    errors = summary.get("errors_by_reason") or {}
+    if errors:
+        click.echo(f"error verdicts by reason: {', '.join(f'{k} {v}' for k, v in sorted(errors.items()))}")

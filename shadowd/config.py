@@ -14,9 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
 from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.judge import JudgeSpec
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
+from shadowd.core.redaction import Redactor, StoreOutputs
 from shadowd.core.rollout import RolloutSpec
+from shadowd.credentials import env_form, secret_keys
 
 
 class ConfigError(Exception):
@@ -74,11 +77,28 @@ class ModelsConfig(_Strict):
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class JudgeSection(_Strict):
+    model: str = Field(min_length=1)
+    rubric: str = Field(min_length=1, max_length=20_000)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    max_tokens: int = Field(default=1024, ge=64, le=8192)
+
+    @field_validator("rubric")
+    @classmethod
+    def _rubric_says_something(cls, rubric: str) -> str:
+        if not rubric.strip():
+            raise ValueError("the rubric is blank; say what makes an answer acceptable")
+        return rubric
+
+
 class RouteConfig(_Strict):
     output_schema: str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
+    store_outputs: StoreOutputs | None = None  # default: privacy.store_outputs
+    redact_patterns: list[str] = Field(default_factory=list)  # added to privacy.redact_patterns
     value_paths: list[str] = Field(default_factory=list)
     value_noise_threshold: float = Field(default=DEFAULT_VALUE_NOISE_THRESHOLD, ge=0, le=1)
+    judge: JudgeSection | None = None
 
     @field_validator("ignore_paths", "value_paths")
     @classmethod
@@ -131,10 +151,20 @@ class RolloutConfig(_Strict):
         return stages
 
 
+class PrivacyConfig(_Strict):
+    """What of the traffic shadowd keeps: outputs per route, and dead-letter payloads."""
+
+    store_outputs: StoreOutputs = "full"  # routes without their own store_outputs
+    redact_patterns: list[str] = Field(default_factory=list)  # regexes redacted besides the built-in ones
+    dead_letter_payload: StoreOutputs = "redacted"
+    dead_letter_max_bytes: int = Field(default=1024 * 1024, ge=0, le=16 * 1024 * 1024)
+
+
 class FileConfig(_Strict):
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     rollouts: list[RolloutConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -157,8 +187,14 @@ class Config:
         route_rules: dict[str, RouteRules],
         profiles: dict[str, ModelProfile],
         rollouts: tuple[RolloutSpec, ...],
+        judges: dict[str, JudgeSpec] | None = None,
+        redactors: dict[str, Redactor] | None = None,
     ) -> None:
         self.file = file
+        self.judges = judges or {}
+        self.privacy = file.privacy
+        # route -> its redactor; "" is the one for routes without their own patterns.
+        self.redactors = redactors or {"": Redactor()}
         self.path = path
         self.kafka = file.kafka
         self.models = file.models
@@ -168,6 +204,17 @@ class Config:
 
     def rules_for(self, route: str) -> RouteRules:
         return self.route_rules.get(route) or RouteRules()
+
+    def store_outputs_for(self, route: str) -> StoreOutputs:
+        spec = self.file.routes.get(route)
+        return spec.store_outputs if spec is not None and spec.store_outputs else self.privacy.store_outputs
+
+    def redactor_for(self, route: str | None) -> Redactor:
+        return self.redactors.get(route or "") or self.redactors[""]
+
+    def judge_for(self, route: str) -> JudgeSpec | None:
+        """The route's judge (SPEC §8), or None when its answers are not graded."""
+        return self.judges.get(route)
 
     def rollout(self, name: str) -> RolloutSpec | None:
         return next((r for r in self.rollouts if r.name == name), None)
@@ -191,6 +238,13 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
             raise ConfigError("(file)", f"not valid YAML: {exc}", path) from None
         if not isinstance(raw, dict):
             raise ConfigError("(top level)", "must be a mapping", path)
+    for key in secret_keys(raw):
+        raise ConfigError(
+            key,
+            "secrets may not be written in the config file; name the environment variable that holds it "
+            f"instead: {env_form(key)}",
+            path,
+        )
     if settings.kafka_bootstrap_servers:
         raw = {**raw, "kafka": {**(raw.get("kafka") or {}), "bootstrap_servers": settings.kafka_bootstrap_servers}}
     try:
@@ -215,6 +269,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
     except ProfileError as exc:
         raise ConfigError(exc.key, str(exc).split(": ", 1)[-1], path) from None
 
+    judges = _judges(file, profiles, path)
     rollouts = []
     for index, rollout in enumerate(file.rollouts):
         for side in ("baseline", "candidate"):
@@ -239,7 +294,50 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 budget_usd_per_hour=rollout.budget.usd_per_hour,
             )
         )
-    return Config(file, path, route_rules, profiles, tuple(rollouts))
+    return Config(file, path, route_rules, profiles, tuple(rollouts), judges, _redactors(file, path))
+
+
+def _redactors(file: FileConfig, path: Path | None) -> dict[str, Redactor]:
+    """One redactor for every route with patterns of its own, and the default one under ""."""
+    shared = file.privacy.redact_patterns
+    redactors = {"": _redactor("privacy.redact_patterns", shared, path)}
+    for route, spec in file.routes.items():
+        if spec.redact_patterns:
+            redactors[route] = _redactor(f"routes.{route}.redact_patterns", [*shared, *spec.redact_patterns], path)
+    return redactors
+
+
+def _redactor(key: str, patterns: list[str], path: Path | None) -> Redactor:
+    try:
+        return Redactor.with_patterns(patterns)
+    except ValueError as exc:
+        raise ConfigError(key, str(exc), path) from None
+
+
+def _judges(file: FileConfig, profiles: dict[str, ModelProfile], path: Path | None) -> dict[str, JudgeSpec]:
+    """Each route's judge; its model needs a profile (grading spend is priced like replays), and its
+    rubric may not name a model, since the grader must never learn which model wrote an answer."""
+    models = set(profiles) | {m for r in file.rollouts for m in (r.baseline, r.candidate)}
+    judges = {}
+    for route, spec in file.routes.items():
+        judge = spec.judge
+        if judge is None:
+            continue
+        if judge.model not in profiles:
+            raise ConfigError(
+                f"routes.{route}.judge.model",
+                f"no capability profile for {judge.model!r}; add one under models.profiles",
+                path,
+            )
+        named = sorted(m for m in models if m and m in judge.rubric)
+        if named:
+            raise ConfigError(
+                f"routes.{route}.judge.rubric",
+                f"names the model {named[0]!r}; the rubric must not tell the grader which model wrote an answer",
+                path,
+            )
+        judges[route] = JudgeSpec(judge.model, judge.rubric, judge.sample_rate, judge.max_tokens)
+    return judges
 
 
 def _load_schema(key: str, ref: str | None, base_dir: Path, path: Path | None) -> dict[str, Any] | None:

@@ -164,10 +164,12 @@ class MirrorConsumer:
         permanent for those bytes, so the payload is cut to the next smaller size and the record carries
         `shadowd-payload-truncated` with its original length; the dead-letter row keeps up to 4 MB.
         """
-        value = message.value or b""
-        limits = iter(_DLQ_FALLBACK_SIZES)
+        original = len(message.value or b"")
+        # The letter's payload: the record's bytes as privacy.dead_letter_payload keeps them.
         capped = letter.capped()
-        payload, truncated = (capped.payload, True) if capped.payload_truncated else (value, False)
+        value, truncated = capped.payload, capped.payload_truncated
+        payload = value
+        limits = iter(_DLQ_FALLBACK_SIZES)
         delay = 0.5
         while True:
             headers = [
@@ -176,7 +178,7 @@ class MirrorConsumer:
                 ("shadowd-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
             ]
             if truncated:
-                headers.append(("shadowd-payload-truncated", str(len(value)).encode()))
+                headers.append(("shadowd-payload-truncated", str(original).encode()))
             try:
                 await self.producer.send_and_wait(self.dlq_topic, value=payload, key=message.key, headers=headers)
             except (MessageSizeTooLargeError, RecordTooLargeError) as exc:

@@ -15,12 +15,12 @@ import structlog
 from aiohttp import web
 
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
-from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, NotReady, create_app, start_http
+from shadowd.adapters.sql_store import DatabaseUrlError, open_store
+from shadowd.api import ApiState, NotReady, create_app, create_starting_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
-from shadowd.metrics import Metrics
+from shadowd.metrics import Metrics, sample_consumer_lag
 from shadowd.pipeline import ShadowPipeline
 from shadowd.promoter import PromoterLoop
 from shadowd.wiring import model_client
@@ -44,7 +44,10 @@ def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonO
     try:
         asyncio.run(async_run(config, settings, db_url, options))
     except KafkaClientOptionError as exc:
-        log.error("fatal", error=str(exc))
+        log.error("fatal", error=str(exc), config=str(config.path) if config.path else None)
+        return 2
+    except DatabaseUrlError as exc:
+        log.error("fatal", error=f"database URL (--db / SHADOWD_DATABASE_URL): {exc}")
         return 2
     except Exception as exc:
         log.exception("fatal", error=f"{type(exc).__name__}: {exc}")
@@ -67,9 +70,24 @@ async def async_run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, _on_signal, stop, sig)
 
-    store = await _open_store_when_up(db_url, stop)
+    # Liveness from the first second: a small app answers /healthz (and /readyz 503 with the phase)
+    # while the database and Kafka are awaited; the full API replaces it on the same port.
+    phase = {"now": "waiting for the database"}
+    starting: web.AppRunner | None = None
+    if options.http:
+        starting = await start_http(create_starting_app(metrics, lambda: phase["now"]), options.http)
+        log.info("http_listening", listen=options.http, phase="starting")
+    try:
+        store = await _open_store_when_up(db_url, stop)
+    except BaseException:
+        if starting is not None:
+            await starting.cleanup()
+        raise
     if store is None:
+        if starting is not None:
+            await starting.cleanup()
         return
+    phase["now"] = "connecting to Kafka"
     models = model_client(config, metrics=metrics)
     writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
@@ -97,16 +115,17 @@ async def async_run(
                 config.kafka.decisions_topic, json.dumps(decision).encode(), key=decision["rollout"].encode()
             )
 
+        if starting is not None:
+            await starting.cleanup()
+            starting = None
         if options.http:
             state = ApiState(
                 config=config, store=store, metrics=metrics,
                 admin_token=settings.admin_token, read_token=settings.read_token,
-                readiness={
-                    "database": store.ping,
-                    "kafka": lambda: _kafka_ping(consumer),
-                    "writer": lambda: _not_stuck(writer.stuck_reason()),
-                    "dead_letter_topic": lambda: _not_stuck(mirror.stuck_reason()),
-                },
+                # Ready means "can answer the API": the database, and verdicts getting stored. Kafka's health
+                # is in the metrics (shadowd_kafka_reachable) and the logs, so a broker outage never
+                # empties the Service.
+                readiness={"database": store.ping, "writer": lambda: _not_stuck(writer.stuck_reason())},
                 publish_decision=publish_decision, tokens=options.tokens or TokenRegistry(),
             )
             runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
@@ -119,12 +138,15 @@ async def async_run(
                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
             )
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
+        background.append(asyncio.create_task(sample_consumer_lag(consumer, metrics, stop), name="shadowd-lag"))
         log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,
                  rollouts=[r.name for r in config.rollouts])
         await mirror.run(stop, options.drain_timeout_s)
         log.info("stopped", records=mirror.records_done)
     finally:
         stop.set()
+        if starting is not None:
+            await starting.cleanup()
         for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
@@ -155,6 +177,8 @@ async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
     while not stop.is_set():
         try:
             return await open_store(db_url, upgrade=True)
+        except DatabaseUrlError:
+            raise
         except (OSError, ConnectionError) as exc:
             log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
         except Exception as exc:
@@ -166,9 +190,6 @@ async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
         delay = min(delay * 2, 15.0)
     return None
 
-
-async def _kafka_ping(consumer: Any) -> None:
-    await consumer.topics()
 
 
 async def _not_stuck(reason: str | None) -> None:

@@ -69,6 +69,13 @@ class RedactingFormatter(logging.Formatter):
         return _redactor.text(super().format(record))
 
 
+class RedactingProcessorFormatter(structlog.stdlib.ProcessorFormatter):
+    """structlog's rendering of a standard-library record, then the credential redactor over the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _redactor.text(super().format(record))
+
+
 class HttpProtocolFilter(logging.Filter):
     """aiohttp's own errors for requests it cannot parse carry the raw request line or header in the
     exception text: keep the event and its class, never the bytes the client sent."""
@@ -122,7 +129,20 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s %(message)s"))
+    # The standard library's records (aiokafka, aiohttp, asyncio...) are rendered by structlog too,
+    # so every line of a JSON log is JSON, with `logger` naming the library.
+    handler.setFormatter(
+        RedactingProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_event,
+            ],
+        )
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_shadowd", False):

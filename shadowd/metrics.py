@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
+from typing import Any
+
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SIDES = ("baseline", "candidate", "repeat")
+log = structlog.get_logger("shadowd.metrics")
 
 
 class Metrics:
@@ -42,6 +51,16 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.grades = Counter(
+            "shadowd_judge_grades_total", "Grading calls by judge model and outcome.", ["model", "outcome"], registry=r
+        )
+        self.gradings = Counter(
+            "shadowd_gradings_total", "Compared verdicts on judged routes by grading status.", ["rollout", "status"],
+            registry=r,
+        )
+        self.grading_cost = Counter(
+            "shadowd_grading_cost_usd_total", "Judge spend in USD (part of the shadow budget).", ["rollout"], registry=r
+        )
         self.in_flight_records = Gauge("shadowd_records_in_flight", "Records being replayed.", registry=r)
         self.store_errors = Counter("shadowd_store_errors_total", "Failed writes to the store.", registry=r)
         self.consumer_paused = Gauge("shadowd_consumer_paused", "1 while fetching is paused.", registry=r)
@@ -60,3 +79,111 @@ class Metrics:
         self.gate_decisions = Counter(
             "shadowd_gate_decisions_total", "Gate decisions.", ["rollout", "decision"], registry=r
         )
+        self.consumer_lag = Gauge(
+            "shadowd_consumer_lag_records",
+            "Records on the partition not yet committed by this group (end offset - committed offset), "
+            "per assigned partition; sampled every few seconds.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.spend = Counter(
+            "shadowd_spend_usd_total", "Replay spend in USD by rollout and side (baseline, candidate, repeat).",
+            ["rollout", "side"], registry=r,
+        )
+        self.tokens = Counter(
+            "shadowd_tokens_total", "Replay tokens by rollout, side and kind (input, output).",
+            ["rollout", "side", "kind"], registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "shadowd_budget_remaining_usd",
+            "USD left in the rollout's hourly shadow budget (budget.usd_per_hour), in this process; 0 = exhausted.",
+            ["rollout"], registry=r,
+        )
+        self.kafka_reachable = Gauge(
+            "shadowd_kafka_reachable", "1 when the last lag sample reached the Kafka brokers, else 0.", registry=r
+        )
+        self.writer_queue = Gauge(
+            "shadowd_writer_queue_records", "Record outcomes waiting for the batch writer.", registry=r
+        )
+        self.gate_stage = Gauge("shadowd_gate_stage", "The rollout's stage (1-based) at the last gate evaluation.",
+                                ["rollout"], registry=r)
+        self.gate_samples = Gauge("shadowd_gate_samples", "Compared verdicts the gate counted.", ["rollout"],
+                                  registry=r)
+        self.gate_stage_samples = Gauge("shadowd_gate_stage_samples", "Compared verdicts in the current stage.",
+                                        ["rollout"], registry=r)
+        self.gate_rate_increase = Gauge(
+            "shadowd_gate_regression_rate_increase",
+            "Regression-rate increase over baseline noise: the estimate and the gate's anytime-valid bounds.",
+            ["rollout", "bound"], registry=r,
+        )
+        self.gate_candidate_rate = Gauge("shadowd_gate_candidate_regression_rate",
+                                         "Candidate regression rate the gate saw.", ["rollout"], registry=r)
+        self.gate_noise_rate = Gauge("shadowd_gate_baseline_noise_rate", "Baseline noise rate the gate saw.",
+                                     ["rollout"], registry=r)
+        self.ttft = Histogram(
+            "shadowd_model_ttft_seconds", "Time to first token of streamed replays, by model.", ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r,
+        )
+
+    def observe_gate(self, rollout: str, stage_index: int, figures: dict[str, Any]) -> None:
+        """The figures the gate decided on, per rollout (a figure the gate has no value for is left out)."""
+        self.gate_stage.labels(rollout).set(stage_index + 1)
+        for figure, gauge in (("samples", self.gate_samples), ("stage_samples", self.gate_stage_samples)):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                gauge.labels(rollout).set(value)
+        for figure, bound in (("rate_increase", "estimate"), ("rate_increase_lower", "lower"),
+                              ("rate_increase_upper", "upper")):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.gate_rate_increase.labels(rollout, bound).set(value)
+        for figure, gauge in (("candidate_regression_rate", self.gate_candidate_rate),
+                              ("baseline_noise_rate", self.gate_noise_rate)):
+            value = figures.get(figure)
+            if isinstance(value, int | float) and math.isfinite(value):
+                gauge.labels(rollout).set(value)
+
+    def observe_sides(self, rollout: str, sides: dict[str, Any]) -> None:
+        """Spend, tokens and TTFT of a record's replayed sides (`{"baseline": SideResult, ...}`)."""
+        for side, result in sides.items():
+            if result is None or side not in _SIDES or getattr(result, "source", "replay") != "replay":
+                continue
+            cost = result.cost_usd
+            if cost is not None and math.isfinite(cost) and cost > 0:
+                self.spend.labels(rollout, side).inc(cost)
+            for kind in ("input", "output"):
+                count = getattr(result.usage, f"{kind}_tokens", 0)
+                if isinstance(count, int) and count > 0:
+                    self.tokens.labels(rollout, side, kind).inc(count)
+            ttft = result.ttft_ms
+            if ttft is not None and math.isfinite(ttft) and ttft >= 0:
+                self.ttft.labels(result.model).observe(ttft / 1000)
+
+
+async def sample_consumer_lag(consumer: Any, metrics: Metrics, stop: asyncio.Event, interval_s: float = 15.0) -> None:
+    """Until `stop`: per assigned partition, end offset minus the group's committed offset into
+    `shadowd_consumer_lag_records`, and whether Kafka answered into `shadowd_kafka_reachable`. Kafka being
+    away is logged, never fatal (readiness does not depend on it): the lag keeps its last value."""
+    reported: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        try:
+            assigned = list(consumer.assignment())
+            if not assigned:
+                await consumer.topics()  # a metadata round trip: is the broker there at all?
+            ends = await consumer.end_offsets(assigned) if assigned else {}
+            now: set[tuple[str, str]] = set()
+            for tp, end in ends.items():
+                committed = await consumer.committed(tp)
+                labels = (tp.topic, str(tp.partition))
+                metrics.consumer_lag.labels(*labels).set(max(0, int(end) - int(committed or 0)))
+                now.add(labels)
+            for labels in reported - now:  # a partition this process no longer owns
+                with contextlib.suppress(KeyError):
+                    metrics.consumer_lag.remove(*labels)
+            reported = now
+            metrics.kafka_reachable.set(1)
+        except Exception as exc:  # a metric must never stop the daemon
+            metrics.kafka_reachable.set(0)
+            log.warning("kafka_unreachable", error=f"{type(exc).__name__}: {exc}"[:300])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)

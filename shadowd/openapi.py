@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from shadowd import __version__
+from shadowd.core.findings import CODES
 
 JSON = "application/json"
 
@@ -17,6 +18,10 @@ def _ref(name: str) -> dict[str, Any]:
 
 def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _html_body(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _response(name: str) -> dict[str, Any]:
@@ -34,9 +39,14 @@ _READ: list[dict[str, list[str]]] = [
 _ADMIN: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
+# Text the database can compare: no NUL or other control characters.
+_TEXT_PATTERN = "^[^\\x00-\\x1f\\x7f]+$"
+_AUTH_ERRORS = {"401": _response("Unauthorized"), "429": _response("TooManyFailures")}
+
+
 def _paths() -> dict[str, Any]:
     rollout_errors = {
-        "401": _response("Unauthorized"),
+        **_AUTH_ERRORS,
         "404": _response("UnknownRollout"),
         "503": _response("DatabaseUnavailable"),
     }
@@ -99,7 +109,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json_body(
                         _ref("RolloutList"), "One report per configured rollout, in config order."
                     ),
-                    "401": _response("Unauthorized"),
+                    **_AUTH_ERRORS,
                     "503": _response("DatabaseUnavailable"),
                 },
             }
@@ -134,18 +144,19 @@ def _paths() -> dict[str, Any]:
                         "name": "code",
                         "in": "query",
                         "description": "A finding code, e.g. `schema.key_missing`.",
-                        "schema": {"type": "string"},
+                        "schema": {"enum": sorted(CODES)},
                     },
                     {
                         "name": "route",
                         "in": "query",
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _TEXT_PATTERN},
                     },
                     {
                         "name": "since",
                         "in": "query",
-                        "description": "An RFC 3339 time, or a duration ago: `90s`, `30m`, `2h`, `7d`.",
-                        "schema": {"type": "string"},
+                        "description": "An RFC 3339 time, or a duration ago: `90s`, `30m`, `2h`, `7d`; it must lie "
+                        "in the years 1970 to 9998 (400 otherwise).",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
                     },
                     {
                         "name": "limit",
@@ -156,7 +167,7 @@ def _paths() -> dict[str, Any]:
                         "name": "cursor",
                         "in": "query",
                         "description": "A `next_cursor` from the previous page.",
-                        "schema": {"type": "integer", "minimum": 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},
                     },
                 ],
                 "responses": {
@@ -178,12 +189,77 @@ def _paths() -> dict[str, Any]:
                         "name": "request_id",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _TEXT_PATTERN},
                     },
                 ],
                 "responses": {
                     "200": _json_body(_ref("VerdictDetail"), "The verdict."),
+                    "400": _response("BadParameter"),
                     "404": _json_body(_ref("Error"), "Unknown rollout, or no verdict for that request."),
+                    **_AUTH_ERRORS,
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/rollouts/{name}/report.html": {
+            "get": {
+                "operationId": "getReportPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "The rollout's report as one self-contained HTML page (`shadowd report --html`).",
+                "parameters": [_name_param()],
+                "responses": {
+                    "200": _html_body("The report: decision, charts, findings, stage history, routing table."),
+                    "404": _json_body(_ref("Error"), "Unknown rollout."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/rollouts/{name}/verdicts/{request_id}.html": {
+            "get": {
+                "operationId": "getVerdictPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "One verdict as a self-contained HTML page (`shadowd show --html`).",
+                "parameters": [
+                    _name_param(),
+                    {"name": "request_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                ],
+                "responses": {
+                    "200": _html_body("The request, both answers side by side, the findings, the adaptations."),
+                    "404": _json_body(_ref("Error"), "No verdict for that request in that rollout."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/routes": {
+            "get": {
+                "operationId": "getRoutes",
+                "tags": ["rollouts"],
+                "security": _READ,
+                "summary": "The route × model table (`shadowd routes --json`): per route and model, the regression "
+                "rate with its interval, latency p50/p95, cost per request, and the cheapest model not worse than "
+                "the baseline (`recommended`).",
+                "responses": {
+                    "200": _json_body({"type": "object", "required": ["items"],
+                                       "properties": {"items": {"type": "array", "items": {"type": "object"}}}},
+                                      "One row per route and model."),
+                    "401": _response("Unauthorized"),
+                    "503": _response("DatabaseUnavailable"),
+                },
+            }
+        },
+        "/v1/routes.html": {
+            "get": {
+                "operationId": "getRoutesPage",
+                "tags": ["pages"],
+                "security": _READ,
+                "summary": "The route × model table as an HTML page.",
+                "responses": {
+                    "200": _html_body("The routing table."),
                     "401": _response("Unauthorized"),
                     "503": _response("DatabaseUnavailable"),
                 },
@@ -234,23 +310,33 @@ def _paths() -> dict[str, Any]:
                     "matches neither, which Argo counts as an inconclusive measurement."
                 ),
                 "parameters": [
-                    _name_param(),
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "description": "A rollout name from the config; any other is answered 200 with "
+                        "`verdict` `fail` (unknown rollout).",
+                        "schema": {"type": "string"},
+                    },
                     {
                         "name": "canary_percent",
                         "in": "query",
-                        "description": "Pass only once shadowd approves this canary share.",
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 100},
+                        "description": "Pass only once shadowd approves this canary share: an integer 0 to "
+                        "100. Any other value is still answered 200, with `verdict` `fail` naming it (Argo "
+                        "counts a non-2xx as an error, not a failure).",
+                        "schema": {"type": "string"},
                     },
                     {
                         "name": "stage",
                         "in": "query",
-                        "description": "Pass only once shadowd reaches this stage (1-based).",
-                        "schema": {"type": "integer", "minimum": 1},
+                        "description": "Pass only once shadowd reaches this stage: an integer from 1 to the "
+                        "number of stages; any other value gives `verdict` `fail`, as above.",
+                        "schema": {"type": "string"},
                     },
                 ],
                 "responses": {
                     "200": _json_body(_ref("Analysis"), "The measurement, whatever happened."),
-                    "401": _response("Unauthorized"),
+                    **_AUTH_ERRORS,
                 },
             }
         },
@@ -300,8 +386,9 @@ def _paths() -> dict[str, Any]:
                 "tags": ["rollouts"],
                 "security": _ADMIN,
                 "summary": "Pause, resume, promote or roll back a rollout; recorded in the audit trail.",
-                "description": "The actor is recorded as `api:<actor>` (`api:anonymous` without one). After "
-                "success the decision is also published to the decisions topic.",
+                "description": "The actor is recorded as `api:<token name>`; an `actor` in the body is kept "
+                "only as a note in the reasons. After success the decision is also published to the "
+                "decisions topic.",
                 "parameters": [
                     _name_param(),
                     {
@@ -315,9 +402,10 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json_body(_ref("AppliedDecision"), "Applied."),
                     "400": _response("BadParameter"),
-                    "401": _response("Unauthorized"),
+                    **_AUTH_ERRORS,
                     "403": _json_body(
-                        _ref("Error"), "No admin token is configured: manual control is disabled."
+                        _ref("Error"),
+                        "No admin token is configured (manual control is disabled), or the token may only read.",
                     ),
                     "404": _response("UnknownRollout"),
                     "409": _json_body(
@@ -346,25 +434,7 @@ def _paths() -> dict[str, Any]:
                     "to the last stage. post-rollout and event calls pass through. Refusals, including an "
                     "unreadable database, are 403: never 5xx."
                 ),
-                "parameters": [
-                    {
-                        "name": "hook",
-                        "in": "query",
-                        "required": False,
-                        "schema": {
-                            "enum": [
-                                "confirm-rollout",
-                                "pre-rollout",
-                                "rollout",
-                                "confirm-traffic-increase",
-                                "confirm-promotion",
-                                "post-rollout",
-                                "event",
-                            ]
-                        },
-                    }
-                ],
-                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("FlaggerPayload")}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("FlaggerGatePayload")}}},
                 "responses": {
                     "200": _json_body(_ref("FlaggerGateResult"), "Pass: Flagger goes on."),
                     "400": _response("BadParameter"),
@@ -409,7 +479,7 @@ def _paths() -> dict[str, Any]:
                             "schema": {
                                 "type": "object",
                                 "required": ["query"],
-                                "properties": {"query": {"type": "string"}},
+                                "properties": {"query": _prom_query_schema()},
                             }
                         }
                     },
@@ -435,7 +505,7 @@ def _prometheus_query(operation_id: str) -> dict[str, Any]:
             "yet (nothing compared) and an unknown rollout give an empty vector."
         ),
         "parameters": [
-            {"name": "query", "in": "query", "required": True, "schema": {"type": "string"}},
+            {"name": "query", "in": "query", "required": True, "schema": _prom_query_schema()},
             {
                 "name": "time",
                 "in": "query",
@@ -450,10 +520,56 @@ def _prometheus_query(operation_id: str) -> dict[str, Any]:
                 _ref("PrometheusError"),
                 "`bad_data`: an unknown metric or a query outside the supported subset.",
             ),
-            "401": _response("Unauthorized"),
+            **_AUTH_ERRORS,
             "503": _json_body(_ref("PrometheusError"), "`unavailable`: the database cannot be read now."),
         },
     }
+
+
+def _flagger_payload(gate: bool) -> dict[str, Any]:
+    from shadowd.api_routes import GATE_HOOKS, PASS_THROUGH_HOOKS, WEIGHT_PATTERN
+
+    text = {"type": ["string", "null"]}
+    metadata: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": text,
+        "properties": {
+            "rollout": {
+                "type": ["string", "null"],
+                "description": "The shadowd rollout (default: `name`).",
+            },
+        },
+    }
+    if gate:
+        metadata["required"] = ["hook"]
+        metadata["properties"]["hook"] = {
+            "enum": list(GATE_HOOKS + PASS_THROUGH_HOOKS),
+            "description": "The webhook type, which Flagger does not send: set it on each webhook. (shadowd "
+            "also reads a `hook` query parameter, or a hook name in `phase`.)",
+        }
+        metadata["properties"]["weight"] = {
+            "type": ["string", "null"],
+            "pattern": WEIGHT_PATTERN,
+            "description": "confirm-traffic-increase: pass when shadowd approves at least this percentage.",
+        }
+    body: dict[str, Any] = {
+        "type": "object",
+        "required": ["name", "metadata"] if gate else ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": "\\S", "description": "The Flagger canary's name."},
+            "namespace": text,
+            "phase": text,
+            "checksum": text,
+            "metadata": metadata if gate else {**metadata, "type": ["object", "null"]},
+        },
+    }
+    return body
+
+
+def _prom_query_schema() -> dict[str, Any]:
+    from shadowd.api_routes import prom_query_pattern  # the routes module imports this one
+
+    return {"type": "string", "maxLength": 4096, "pattern": prom_query_pattern()}
 
 
 def _schemas() -> dict[str, Any]:
@@ -560,7 +676,13 @@ def _schemas() -> dict[str, Any]:
                         "baseline": {"type": "number"},
                         "candidate": {"type": "number"},
                         "ratio": nullable_number,
+                        "grading": {"type": "number", "description": "Judge spend (docs/JUDGE.md)."},
                     },
+                },
+                "judge": {
+                    "type": ["object", "null"],
+                    "description": "Graded share, acceptability per side with intervals, discordant pairs; "
+                    "null when no route of the rollout has a judge (docs/JUDGE.md).",
                 },
             },
         },
@@ -626,6 +748,20 @@ def _schemas() -> dict[str, Any]:
                 "adaptations": {"type": "array", "items": {"type": "string"}},
                 "comparator_version": {"type": "string"},
                 "baseline_noise_blocking": {"type": "boolean"},
+                "grades": {
+                    "type": ["object", "null"],
+                    "description": "The judge's grading status and both grades (acceptable, score, reason, "
+                    "judge_model, cost_usd); null when the route has no judge.",
+                    "properties": {
+                        "status": {"enum": ["graded", "failed", "over_budget", "not_sampled", "no_text"]},
+                        "judge_model": {"type": "string"},
+                        "judge_version": {"type": "string"},
+                        "baseline": {"type": ["object", "null"]},
+                        "candidate": {"type": ["object", "null"]},
+                        "cost_usd": {"type": "number"},
+                        "error": {"type": ["string", "null"]},
+                    },
+                },
                 "captured_at": {"type": ["string", "null"], "format": "date-time"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -682,9 +818,13 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "actor": {"type": "string", "maxLength": 200, "description": "Recorded as `api:<actor>`."},
+                "actor": {
+                    "type": ["string", "null"],
+                    "maxLength": 200,
+                    "description": "Kept as a note (`stated actor: …`); the audit actor is the token's name.",
+                },
                 "reason": {
-                    "type": "string",
+                    "type": ["string", "null"],
                     "maxLength": 2000,
                     "description": "Why; logged with the action.",
                 },
@@ -750,37 +890,12 @@ def _schemas() -> dict[str, Any]:
                 "state": {"type": ["string", "null"]},
                 "stage": {"type": ["integer", "null"]},
                 "reasons": {"type": "array", "items": {"type": "string"}},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
-        "FlaggerPayload": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "description": "The Flagger canary's name."},
-                "namespace": {"type": "string"},
-                "phase": {"type": "string"},
-                "checksum": {"type": "string"},
-                "metadata": {
-                    "type": "object",
-                    "additionalProperties": {"type": "string"},
-                    "properties": {
-                        "rollout": {
-                            "type": "string",
-                            "description": "The shadowd rollout (default: `name`).",
-                        },
-                        "hook": {
-                            "type": "string",
-                            "description": "The webhook type: Flagger does not send it.",
-                        },
-                        "weight": {
-                            "type": "string",
-                            "description": "confirm-traffic-increase: pass when shadowd "
-                            "approves at least this percentage.",
-                        },
-                    },
-                },
-            },
-        },
+        "FlaggerPayload": _flagger_payload(gate=False),
+        "FlaggerGatePayload": _flagger_payload(gate=True),
         "FlaggerGateResult": {
             "type": "object",
             "required": ["ok", "reason"],
@@ -794,6 +909,8 @@ def _schemas() -> dict[str, Any]:
                 "reason": {"type": "string"},
                 "reasons": {"type": "array", "items": {"type": "string"}},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "FlaggerRollbackResult": {
@@ -806,6 +923,8 @@ def _schemas() -> dict[str, Any]:
                 "state": state,
                 "reason": {"type": "string"},
                 "error": {"type": "string"},
+                "stale": {"type": "boolean", "description": "Present (true) when the answer is the last known decision: the database cannot be read now."},
+                "decision_age_s": {"type": "number", "description": "With `stale`: the age of that decision, in seconds (at most 300)."},
             },
         },
         "PrometheusVector": {
@@ -827,7 +946,9 @@ def _schemas() -> dict[str, Any]:
                                     "metric": {"type": "object", "additionalProperties": {"type": "string"}},
                                     "value": {
                                         "type": "array",
-                                        "prefixItems": [{"type": "number"}, {"type": "string"}],
+                                        # [unix time (number), value (string)]; `items` rather than
+                                        # `prefixItems`, which some OpenAPI 3.1 tools still reject.
+                                        "items": {"type": ["number", "string"]},
                                         "minItems": 2,
                                         "maxItems": 2,
                                     },
@@ -881,7 +1002,7 @@ def _document() -> dict[str, Any]:
                     "in": "path",
                     "required": True,
                     "description": "A rollout name from the config.",
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+                    "schema": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
                 }
             },
             "responses": {
@@ -893,6 +1014,12 @@ def _document() -> dict[str, Any]:
                 ),
                 "UnknownRollout": _json_body(_ref("Error"), "No rollout of that name."),
                 "DatabaseUnavailable": _json_body(_ref("Error"), "The database cannot be read now."),
+                "TooManyFailures": {
+                    "description": "Too many failed authentications from this address; retry after "
+                    "`Retry-After` seconds.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {JSON: {"schema": _ref("Error")}},
+                },
             },
             "schemas": _schemas(),
         },

@@ -17,12 +17,15 @@ from shadowd.core.adaptation import adapt_request
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
+from shadowd.core.judge import apply_grading
 from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
+from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
-from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
+from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
 
 log = structlog.get_logger("shadowd.pipeline")
 
@@ -68,9 +71,13 @@ class ShadowPipeline:
         self.models = models
         self.store = store
         self.metrics = metrics or Metrics()
+        for rollout in config.rollouts:
+            if rollout.budget_usd_per_hour is not None:
+                self.metrics.budget_remaining.labels(rollout.name).set(rollout.budget_usd_per_hour)
         self.clock = clock
         self.monotonic = monotonic
         self.spend = {r.name: SpendWindow() for r in config.rollouts}
+        self.grader = AnswerGrader(models, self.metrics)
         self._noise: dict[tuple[str, str], _RouteNoise] = {}
         self._noise_loads: dict[tuple[str, str], asyncio.Task[_RouteNoise]] = {}
         self._checks_in_flight: dict[tuple[str, str], int] = {}
@@ -102,6 +109,15 @@ class ShadowPipeline:
         return outcome
 
     def dead_letter(self, record: SourceRecord, reason: str, detail: str) -> DeadLetter:
+        """The record as a dead letter, its payload kept as `privacy.dead_letter_payload` allows."""
+        privacy, redactor = self.config.privacy, self.config.redactor_for(None)
+        payload, note = protect_dead_letter(
+            record.value, privacy.dead_letter_payload, redactor, privacy.dead_letter_max_bytes
+        )
+        if privacy.dead_letter_payload != "full":
+            detail = redactor.text(detail)  # parse errors quote the record
+        if note:
+            detail = f"{detail} [{note}]"
         self.metrics.dead_letters.labels(reason).inc()
         log.warning(
             "dead_letter", reason=reason, detail=detail[:300], source=record.source,
@@ -109,7 +125,7 @@ class ShadowPipeline:
         )
         return DeadLetter(
             source=record.source, partition=record.partition, offset=record.offset, reason=reason,
-            detail=detail, payload=record.value, created_at=self.clock(),
+            detail=detail, payload=payload, created_at=self.clock(),
         )
 
     async def replay_envelope(
@@ -158,6 +174,7 @@ class ShadowPipeline:
                 self._checks_in_flight[(model, envelope.route)] -= 1
 
         verdicts = skipped
+        compared: list[VerdictRecord] = []
         observed: set[str] = set()  # baselines whose noise observation is already attached
         rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
@@ -168,6 +185,10 @@ class ShadowPipeline:
             noise.model.threshold = rules.value_noise_threshold
             spent = sum(s.cost_usd or 0.0 for s in (baseline, candidate, repeat) if s and s.source == "replay")
             self.spend[rollout.name].add(now_s, spent)
+            self.metrics.observe_sides(rollout.name, {"baseline": baseline, "candidate": candidate, "repeat": repeat})
+            if rollout.budget_usd_per_hour is not None:
+                left = rollout.budget_usd_per_hour - self.spend[rollout.name].spent(now_s)
+                self.metrics.budget_remaining.labels(rollout.name).set(max(0.0, left))
             side_reason = error_reason_of(baseline, candidate)
             if side_reason is ErrorReason.CAPACITY:
                 # The API was busy or away for one side past the deadline: no fair comparison, and
@@ -205,10 +226,49 @@ class ShadowPipeline:
                 observed.add(rollout.baseline)
                 noise.model.add(comparison.observation)
                 verdict = replace(verdict, noise_observation=comparison.observation)
-            verdicts.append(verdict)
+            compared.append(verdict)
+        verdicts += await self._graded(envelope, compared, now_s)
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
+
+    async def _graded(self, envelope: Envelope, verdicts: list[VerdictRecord], now_s: float) -> list[VerdictRecord]:
+        """The verdicts with the route judge's grades and finding (SPEC §8).
+
+        Grading runs before the verdicts go to the store, so an offset is never committed past a verdict
+        still waiting for its grades; its spend counts against the same hourly budget as replays.
+        """
+        judge = self.config.judge_for(envelope.route)
+        if judge is None or not verdicts:
+            return verdicts
+        specs = {r.name: r for r in self.config.rollouts}
+        gradings = await self.grader.grade(
+            judge,
+            envelope.request_id,
+            envelope.request,
+            [
+                GradingJob(
+                    v.baseline, v.candidate, v.status, (specs[v.rollout].baseline, specs[v.rollout].candidate),
+                    over_budget=self._over_budget(specs[v.rollout], now_s),
+                )
+                for v in verdicts
+            ],
+            deadline=time.monotonic() + self.config.models.retry_deadline_s,
+        )
+        graded = []
+        for verdict, grading in zip(verdicts, gradings, strict=True):
+            if grading is None:
+                graded.append(verdict)
+                continue
+            if grading.cost_usd:
+                self.spend[verdict.rollout].add(now_s, grading.cost_usd)
+            status, findings = apply_grading(verdict.status, verdict.findings, grading)
+            graded.append(replace(verdict, status=status, findings=findings, grading=grading))
+        return graded
+
+    def _over_budget(self, rollout: RolloutSpec, now_s: float) -> bool:
+        cap = rollout.budget_usd_per_hour
+        return cap is not None and self.spend[rollout.name].spent(now_s) >= cap
 
     def _wants_repeat(
         self, rollout: RolloutSpec, envelope: Envelope, route_noise: dict[str, _RouteNoise]
@@ -301,6 +361,11 @@ class ShadowPipeline:
         noise_blocking: bool = False,
         error_reason: ErrorReason | None = None,
     ) -> VerdictRecord:
+        # What is stored of the outputs is the route's `store_outputs`; the comparison above saw them whole.
+        mode, redactor = self.config.store_outputs_for(envelope.route), self.config.redactor_for(envelope.route)
+        if mode != "full":
+            findings = protect_findings(tuple(findings), mode, redactor)
+            reason = redactor.text(reason) if reason else reason
         return VerdictRecord(
             rollout=rollout.name,
             request_id=envelope.request_id,
@@ -309,15 +374,18 @@ class ShadowPipeline:
             findings=findings,
             comparator_version=COMPARATOR_VERSION,
             created_at=self.clock(),
-            baseline=baseline,
-            candidate=candidate,
-            baseline_repeat=repeat,
+            baseline=protect_side(baseline, mode, redactor),
+            candidate=protect_side(candidate, mode, redactor),
+            baseline_repeat=protect_side(repeat, mode, redactor),
             adaptations=adaptations,
             reason=reason,
             error_reason=error_reason.value if error_reason else None,
             baseline_noise_blocking=noise_blocking,
             captured_at=envelope.captured_at or (record.timestamp if record else None),
-            attributes=envelope.attributes,
+            attributes=envelope.attributes if mode == "full" else redactor.json(envelope.attributes),
+            # The request as the verdict page shows it, under the route's store_outputs like the answers.
+            request=(summarise_request(envelope.request) if mode == "full"
+                     else redactor.json(summarise_request(envelope.request)) if mode == "redacted" else None),
             source=record.source if record else None,
             partition=record.partition if record else None,
             offset=record.offset if record else None,
@@ -330,6 +398,9 @@ class ShadowPipeline:
         for finding in verdict.findings:
             if not finding.noise:
                 self.metrics.findings.labels(verdict.rollout, finding.code).inc()
+        if verdict.grading is not None:
+            self.metrics.gradings.labels(verdict.rollout, verdict.grading.status).inc()
+            self.metrics.grading_cost.labels(verdict.rollout).inc(verdict.grading.cost_usd)
         log.info(
             "verdict",
             request_id=verdict.request_id,
@@ -339,6 +410,7 @@ class ShadowPipeline:
             codes=sorted({f.code for f in verdict.findings if not f.noise}),
             reason=verdict.reason,
             error_reason=verdict.error_reason,
+            grading=verdict.grading.status if verdict.grading else None,
             partition=verdict.partition,
             offset=verdict.offset,
         )

@@ -236,6 +236,7 @@ class PromoterLoop:
             if self.metrics is not None:
                 self.metrics.gate_decisions.labels(spec.name, decision.decision).inc()
                 self.metrics.canary_percent.labels(spec.name).set(decision.canary_percent)
+                self.metrics.observe_gate(spec.name, decision.stage_index, decision.figures)
                 samples, regressions = decision.figures.get("samples"), decision.figures.get("candidate_regressions")
                 if samples and regressions is not None:
                     self.metrics.regression_rate.labels(spec.name).set(regressions / samples)

@@ -110,7 +110,7 @@ def print_report(report: dict[str, Any]) -> None:
         style="dim",
     ))
     if report.get("errors_by_reason"):
-        errors = Table(title="error verdicts by reason (not counted by the gate)", header_style="bold")
+        errors = Table(title="errors by reason", caption="not counted by the gate", header_style="bold")
         errors.add_column("reason")
         errors.add_column("verdicts", justify="right")
         for reason, count in report["errors_by_reason"].items():
@@ -150,6 +150,34 @@ def print_report(report: dict[str, Any]) -> None:
     ) + (f", cost ratio {ratio:.2f}" if ratio else "")
     console.print(Columns([routes, perf]))
     _print_noise(console, report)
+    if report.get("judge"):
+        _print_judge(console, report["judge"], report["cost_usd"].get("grading", 0.0))
+
+
+def _print_judge(console: Console, judge: dict[str, Any], cost: float) -> None:
+    table = Table(title="answer quality (the judge, graded blind)", header_style="bold")
+    for column in ("route", "judged", "graded", "ungraded", "baseline acceptable", "candidate acceptable",
+                   "candidate worse", "candidate better"):
+        table.add_column(column, justify="left" if column == "route" else "right")
+
+    def row(name: str, entry: dict[str, Any]) -> None:
+        sides = entry["acceptability"]
+        cells = [
+            f"{_pct(sides[s]['rate'])}  [{_pct(sides[s]['ci'][0])}, {_pct(sides[s]['ci'][1])}]"
+            for s in ("baseline", "candidate")
+        ]
+        table.add_row(plain(name), str(entry["judged"]), f"{entry['graded']} ({_pct(entry['graded_share'])})",
+                      str(entry["ungraded_failed"]), *cells, str(entry["discordant"]["candidate_worse"]),
+                      str(entry["discordant"]["candidate_better"]))
+
+    for route, entry in judge["by_route"].items():
+        row(route, entry)
+    if len(judge["by_route"]) > 1:
+        row("all", judge)
+    table.caption = f"grading spend ${cost:.4f} (part of the shadow budget)" + (
+        f"; judge silent: last {judge['failed_streak']} gradings failed" if judge.get("silent") else ""
+    )
+    console.print(table)
 
 
 def _print_noise(console: Console, report: dict[str, Any]) -> None:
@@ -171,7 +199,7 @@ def _print_noise(console: Console, report: dict[str, Any]) -> None:
     for route, entry in noisiest.items():
         for item in [*entry["paths"], *entry["codes"]]:
             table.add_row(
-                Text(route), Text(item.get("path") or item.get("code") or ""), _pct(item["rate"]),
+                plain(route), plain(item.get("path") or item.get("code") or ""), _pct(item["rate"]),
                 f"{item['differed']} / {item['samples']}", "yes" if item["noise"] else "",
             )
     console.print(table)
@@ -290,6 +318,24 @@ def print_verdict(v: Any) -> None:
                           plain(f.path or ""), plain(f.detail), "yes" if f.noise else "")
         console.print(table)
     console.print(Text.assemble("adaptations: ", plain(", ".join(v.adaptations) or "none")))
+    grading = getattr(v, "grading", None)
+    if grading is not None:
+        _print_grades(console, grading)
+
+
+def _print_grades(console: Console, grading: Any) -> None:
+    # Reasons come from a model: printed as plain Text, never as markup.
+    console.print(plain(f"grades ({grading.status}, judge {grading.judge_model}, ${grading.cost_usd:.5f})"))
+    for side in ("baseline", "candidate"):
+        grade = getattr(grading, side)
+        if grade is None:
+            continue
+        if grade.ok:
+            verdict = "acceptable" if grade.acceptable else "UNACCEPTABLE"
+            score = "" if grade.score is None else f" {grade.score}/5"
+            console.print(plain(f"  {side}: {verdict}{score}: {grade.reason or ''}"))
+        else:
+            console.print(plain(f"  {side}: ungraded: {grade.error}"))
 
 
 def unified_diff(v: Any) -> list[str]:

@@ -24,6 +24,7 @@ class ReplaySummary:
     unmatched: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
+    errors_by_reason: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -34,6 +35,7 @@ class ReplaySummary:
             "unmatched": self.unmatched,
             "dead_letters": dict(self.dead_letters),
             "statuses": dict(self.statuses),
+            "errors_by_reason": dict(self.errors_by_reason),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -75,6 +77,8 @@ async def replay_file(
             summary.unmatched += 1
         for verdict in outcome.verdicts:
             summary.statuses[verdict.status.value] += 1
+            if verdict.error_reason is not None:
+                summary.errors_by_reason[verdict.error_reason] += 1
         summary.verdicts += len(outcome.verdicts)
         if on_record is not None:
             on_record()

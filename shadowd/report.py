@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from shadowd.adapters.sql_store import SqlVerdictStore
-from shadowd.core.gate import Evidence, GateDecision, RolloutState, evaluate_gate
+from shadowd.core.gate import JUDGE_SILENT_AFTER, Evidence, GateDecision, RolloutState, evaluate_gate
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
 from shadowd.core.rollout import RolloutSpec
 from shadowd.core.stats import wilson_interval
@@ -40,7 +40,54 @@ def evidence_from(figures: dict[str, Any]) -> Evidence:
         latency_p95_candidate_ms=figures["latency_ms"]["candidate"]["p95"],
         cost_usd_baseline=figures["cost_usd"]["baseline"],
         cost_usd_candidate=figures["cost_usd"]["candidate"],
+        **_judge_evidence(figures.get("grades")),
     )
+
+
+def _judge_evidence(grades: dict[str, Any] | None) -> dict[str, int]:
+    if not grades:
+        return {}
+    return {
+        "judged": grades["judged"],
+        "graded": grades["graded"],
+        "baseline_acceptable": grades["baseline_acceptable"],
+        "candidate_acceptable": grades["candidate_acceptable"],
+        "quality_candidate_worse": grades["candidate_worse"],
+        "quality_candidate_better": grades["candidate_better"],
+        "judge_failed_streak": grades["failed_streak"],
+    }
+
+
+def judge_report(grades: dict[str, Any] | None, confidence: float) -> dict[str, Any] | None:
+    """The report's `judge` object: graded share, acceptability per side with intervals, discordant pairs."""
+    if not grades or not grades["judged"]:
+        return None
+
+    def summary(g: dict[str, Any]) -> dict[str, Any]:
+        graded = g["graded"]
+        sides = {}
+        for side in ("baseline", "candidate"):
+            low, high = wilson_interval(g[f"{side}_acceptable"], graded, confidence)
+            sides[side] = {"acceptable": g[f"{side}_acceptable"], "rate": _rate(g[f"{side}_acceptable"], graded),
+                           "ci": [low, high]}
+        return {
+            "judged": g["judged"],
+            "graded": graded,
+            "graded_share": _rate(graded, g["judged"]),
+            "ungraded_failed": g["failed"],
+            "over_budget": g["over_budget"],
+            "acceptability": sides,
+            "discordant": {"candidate_worse": g["candidate_worse"], "candidate_better": g["candidate_better"]},
+            "cost_usd": g["cost_usd"],
+        }
+
+    return {
+        **summary(grades),
+        "by_route": {route: summary(g) for route, g in grades["by_route"].items()},
+        "failed_streak": grades["failed_streak"],
+        "last_error": grades["last_error"],
+        "silent": grades["failed_streak"] >= JUDGE_SILENT_AFTER,
+    }
 
 
 async def gate_view(store: SqlVerdictStore, spec: RolloutSpec) -> tuple[GateDecision, RolloutState, dict[str, Any]]:
@@ -148,7 +195,13 @@ async def build_report(
         },
         "latency_ms": latency,
         "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
-        "cost_usd": {**cost, "ratio": _ratio(cost["candidate"], cost["baseline"])},
+        "cost_usd": {
+            **cost,
+            "ratio": _ratio(cost["candidate"], cost["baseline"]),
+            # Judge spend: counted against budget.usd_per_hour, kept out of the candidate/baseline ratio.
+            "grading": (figures.get("grades") or {}).get("cost_usd", 0.0),
+        },
+        "judge": judge_report(figures.get("grades"), confidence),
         "noise_check": {
             "fraction": spec.noise_check,
             "noise_checked": calls["noise_checked"],

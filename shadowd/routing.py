@@ -28,6 +28,17 @@ def _per_request(total: float, n: int) -> float | None:
     return total / n if n else None
 
 
+def _acceptability(entry: dict[str, Any], side: str, confidence: float) -> dict[str, Any]:
+    """The judged share of acceptable answers on one side, with its interval; None when nothing was graded."""
+    grades = entry.get("grades")
+    if not grades or not grades["graded"]:
+        return {"acceptability": None, "acceptability_ci": [None, None], "graded": 0}
+    acceptable, graded = grades[f"{side}_acceptable"], grades["graded"]
+    return {"acceptability": acceptable / graded, "acceptability_ci": list(wilson_interval(acceptable, graded,
+                                                                                           confidence)),
+            "graded": graded}
+
+
 def _judge(entry: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     """The paired bound of the candidate's regression-rate increase on one route."""
     n = entry["samples"]
@@ -73,7 +84,7 @@ async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str
                 "tolerance": spec.gate.max_regression_rate_increase,
                 "confidence": spec.gate.confidence,
                 "judgement": judged["verdict"],
-                "acceptability": None,
+                **_acceptability(entry, "candidate", spec.gate.confidence),
                 "latency_ms": _latency(latencies["candidate"]),
                 "latency_sample": len(latencies["candidate"]),
                 "cost_per_request_usd": _per_request(entry["cost_usd"]["candidate"], n),
@@ -99,7 +110,7 @@ async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str
                     "tolerance": spec.gate.max_regression_rate_increase,
                     "confidence": spec.gate.confidence,
                     "judgement": "baseline",
-                    "acceptability": None,
+                    **_acceptability(entry, "baseline", spec.gate.confidence),
                     "latency_ms": _latency(latencies["baseline"]),
                     "latency_sample": len(latencies["baseline"]),
                     "cost_per_request_usd": _per_request(entry["cost_usd"]["baseline"], n),

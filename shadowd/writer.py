@@ -69,6 +69,7 @@ class BatchWriter:
             self._task.result()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         await self._queue.put((outcome, future))
+        self._metrics.writer_queue.set(self._queue.qsize())
         return await future
 
     def stuck_reason(self) -> str | None:
@@ -92,6 +93,7 @@ class BatchWriter:
                 await asyncio.sleep(self._linger_s)
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._metrics.writer_queue.set(self._queue.qsize())
             outcomes = [outcome for outcome, _ in batch]
             try:
                 self.inserted += await self._save_until_stored(

@@ -56,8 +56,12 @@ def behaviours_file(folder: Path) -> Path:
     return path
 
 
+# Dead letters keep the record's bytes whole (up to the 4 MB dead-letter limit), so the suite can check them.
+PRIVACY = "privacy: {dead_letter_payload: full, dead_letter_max_bytes: 16777216}"
+
+
 def poison_config(folder: Path, base_url: str, extra: str = "") -> Path:
-    return write_config(folder, base_url, extra=extra, rollouts=ROLLOUTS)
+    return write_config(folder, base_url, extra=f"{PRIVACY}\n{extra}", rollouts=ROLLOUTS)
 
 
 def recorded_response(text: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -200,6 +200,11 @@ class AnthropicModelClient:
                 retryable = False
             delay = self._retry.delay_s(attempt, failed.retry_after_s) if retryable else 0.0
             if not retryable or now + delay > deadline:
+                if failed.failure is Failure.CAPACITY:
+                    log.warning(
+                        "model_capacity_exhausted", model=model, attempts=attempt, status=failed.status,
+                        waited_s=round(now - started, 1), error=failed.error[:300],
+                    )
                 return SideResult(
                     model=model,
                     ok=False,

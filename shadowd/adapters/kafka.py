@@ -1,8 +1,11 @@
-"""aiokafka consumer and producer built from `kafka:` config; client options pass through."""
+"""aiokafka consumer and producer built from `kafka:` config; client options pass through, secrets from the environment."""
 
 from __future__ import annotations
 
+import inspect
 import os
+import ssl
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -11,15 +14,29 @@ from aiokafka.helpers import create_ssl_context
 
 from shadowd.config import KafkaConfig
 from shadowd.core.envelope import MAX_ENVELOPE_BYTES
+from shadowd.credentials import is_secret_key
+from shadowd.logging import register_secrets
 
 # Room for the record's key, headers and batch framing on top of an envelope-sized value.
 _RECORD_OVERHEAD_BYTES = 64 * 1024
 
 # Options both clients understand; everything else goes under `client.consumer` / `client.producer`.
-_SHARED = {
+_SHARED = frozenset({
     "client_id", "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
     "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "request_timeout_ms", "retry_backoff_ms",
     "metadata_max_age_ms", "connections_max_idle_ms", "api_version",
+})
+# TLS options, at either level: shadowd turns them into the one `ssl_context` aiokafka takes.
+_TLS = frozenset({"ssl_cafile", "ssl_capath", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_check_hostname"})
+# Python objects (serializers, callbacks, a loop) cannot come from YAML; the rest of each client's
+# keyword arguments may be set under its role.
+_NOT_FROM_YAML = frozenset({
+    "self", "loop", "topics", "ssl_context", "sasl_oauth_token_provider", "key_deserializer", "value_deserializer",
+    "key_serializer", "value_serializer", "partitioner",
+})
+_ROLE_OPTIONS = {
+    "consumer": frozenset(inspect.signature(AIOKafkaConsumer.__init__).parameters) - _NOT_FROM_YAML,
+    "producer": frozenset(inspect.signature(AIOKafkaProducer.__init__).parameters) - _NOT_FROM_YAML,
 }
 
 
@@ -28,29 +45,69 @@ class KafkaClientOptionError(ValueError):
 
 
 def client_options(kafka: KafkaConfig, role: str) -> dict[str, Any]:
-    """Shared options plus the role's own; `*_env` keys read secrets from the environment."""
+    """Shared options plus the role's own; `*_env` keys read their value (secrets) from the environment."""
     raw = dict(kafka.client)
-    own = raw.pop(role, {}) or {}
+    own = raw.pop(role, None) or {}
     raw.pop("consumer" if role == "producer" else "producer", None)
-    ssl = {k: raw.pop(k) for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if k in raw}
-    options: dict[str, Any] = {}
-    for key, value in {**raw, **own}.items():
-        if key.endswith("_env"):
-            name = key.removesuffix("_env")
-            if str(value) not in os.environ:
-                raise KafkaClientOptionError(f"kafka.client.{key}: environment variable {value} is not set")
-            options[name] = os.environ[str(value)]
-        elif key in _SHARED or key in own:
-            options[key] = value
-        else:
-            raise KafkaClientOptionError(
-                f"kafka.client.{key}: not a shared client option; put it under kafka.client.{role} or the other role"
-            )
-    if ssl:
-        options["ssl_context"] = create_ssl_context(
-            cafile=ssl.get("ssl_cafile"), certfile=ssl.get("ssl_certfile"), keyfile=ssl.get("ssl_keyfile")
-        )
+    if not isinstance(own, dict):
+        raise KafkaClientOptionError(f"kafka.client.{role}: must be a mapping of {role} options")
+    options = {
+        **_resolve(raw, "kafka.client", _SHARED | _TLS, role),
+        **_resolve(own, f"kafka.client.{role}", _ROLE_OPTIONS[role] | _TLS, role),
+    }
+    tls = {key: options.pop(key) for key in _TLS if key in options}
+    if tls or str(options.get("security_protocol", "")).upper() in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(tls)
     return options
+
+
+def _resolve(section: dict[str, Any], where: str, allowed: frozenset[str], role: str) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for key, value in section.items():
+        name = key.removesuffix("_env") if key.endswith("_env") else key
+        if name not in allowed:
+            hint = (
+                f"put it under kafka.client.{role} (or the other role)" if where == "kafka.client"
+                else f"not an option of aiokafka's {role}"
+            )
+            raise KafkaClientOptionError(f"{where}.{key}: unknown client option; {hint}")
+        if key.endswith("_env"):
+            if not isinstance(value, str) or not value:
+                raise KafkaClientOptionError(f"{where}.{key}: must name an environment variable")
+            env_value = os.environ.get(value)
+            if not env_value:
+                raise KafkaClientOptionError(f"{where}.{key}: environment variable {value} is not set or empty")
+            if is_secret_key(name):
+                register_secrets([env_value])  # no log line may show it, even alone
+            resolved[name] = env_value
+        elif is_secret_key(key):
+            raise KafkaClientOptionError(
+                f"{where}.{key}: secrets come from the environment only; use {key}_env: NAME_OF_ENV_VAR"
+            )
+        else:
+            resolved[name] = value
+    return resolved
+
+
+def _ssl_context(tls: dict[str, Any]) -> ssl.SSLContext:
+    for key in ("ssl_cafile", "ssl_capath", "ssl_certfile", "ssl_keyfile"):
+        if key in tls and not Path(str(tls[key])).exists():
+            raise KafkaClientOptionError(f"kafka.client.{key}: {tls[key]} does not exist")
+    if "ssl_keyfile" in tls and "ssl_certfile" not in tls:
+        raise KafkaClientOptionError("kafka.client.ssl_keyfile: needs ssl_certfile (the client certificate) too")
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=tls.get("ssl_cafile"), capath=tls.get("ssl_capath"), certfile=tls.get("ssl_certfile"),
+            keyfile=tls.get("ssl_keyfile"), password=tls.get("ssl_password"),
+        )
+    except ssl.SSLError as exc:
+        # The reason only (wrong password, not PEM...): never the password itself.
+        raise KafkaClientOptionError(f"kafka.client: the TLS files cannot be used: {exc.reason or exc}") from None
+    check_hostname = tls.get("ssl_check_hostname", True)
+    if not isinstance(check_hostname, bool):
+        raise KafkaClientOptionError("kafka.client.ssl_check_hostname: must be true or false")
+    context.check_hostname = check_hostname
+    return context
 
 
 def make_consumer(kafka: KafkaConfig, max_records: int) -> AIOKafkaConsumer:

@@ -61,6 +61,8 @@ verdicts = Table(
     Column("baseline_repeat", Json),
     Column("adaptations", Json, nullable=False),
     Column("attributes", Json, nullable=False),
+    # The request as the verdict page shows it (shadowd.records.summarise_request): bounded, never the whole body.
+    Column("request", Json),
     Column("comparator_version", String(32), nullable=False),
     Column("baseline_noise_blocking", Boolean, nullable=False, server_default="0"),
     # Denormalised measurements so reports aggregate without reading the JSON documents.
@@ -72,6 +74,12 @@ verdicts = Table(
     Column("candidate_cost_usd", Float),
     Column("baseline_output_tokens", Integer),
     Column("candidate_output_tokens", Integer),
+    # The judge's grades (SPEC §8): `grading` is the grading status, NULL when the route has no judge.
+    Column("grading", String(16)),
+    Column("grades", Json),
+    Column("baseline_acceptable", Boolean),
+    Column("candidate_acceptable", Boolean),
+    Column("grading_cost_usd", Float),
     Column("source", String(512)),
     Column("partition", Integer),
     Column("offset", BigInteger),
@@ -84,6 +92,7 @@ verdicts = Table(
     Index("ix_verdicts_rollout_status_id", "rollout", "status", "id"),
     Index("ix_verdicts_rollout_route_id", "rollout", "route", "id"),
     Index("ix_verdicts_rollout_created", "rollout", "created_at"),
+    Index("ix_verdicts_rollout_grading_id", "rollout", "grading", "id"),
     Index(
         "ix_verdicts_rollup_pending", "rollout", "id",
         postgresql_where=text("NOT rolled_up"), sqlite_where=text("NOT rolled_up"),
@@ -155,6 +164,23 @@ rollup_latency = Table(
     Column("side", String(16), primary_key=True),
     Column("bucket", Integer, primary_key=True),  # shadowd.core.histogram buckets
     Column("n", BigInteger, nullable=False),
+)
+
+# Per rollout and route, what the judge did with the compared verdicts of judged routes.
+rollup_grades = Table(
+    "rollup_grades",
+    metadata,
+    Column("rollout", String(128), primary_key=True),
+    Column("route", String(256), primary_key=True),
+    Column("judged", BigInteger, nullable=False),  # compared verdicts on a route with a judge
+    Column("graded", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("over_budget", BigInteger, nullable=False),
+    Column("baseline_acceptable", BigInteger, nullable=False),
+    Column("candidate_acceptable", BigInteger, nullable=False),
+    Column("candidate_worse", BigInteger, nullable=False),  # baseline acceptable, candidate not
+    Column("candidate_better", BigInteger, nullable=False),  # candidate acceptable, baseline not
+    Column("cost_usd", Float, nullable=False),
 )
 
 decisions = Table(

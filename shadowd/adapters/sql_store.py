@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from shadowd.adapters.database_url import DatabaseUrlError, engine_target, normalise_url
 from shadowd.adapters.sql_schema import (
     dead_letters,
     decisions,
@@ -25,12 +26,14 @@ from shadowd.adapters.sql_schema import (
     rollout_calls,
     rollouts,
     rollup_codes,
+    rollup_grades,
     rollup_latency,
     rollup_status,
     verdicts,
 )
 from shadowd.core.findings import Finding, Status
 from shadowd.core.histogram import bucket_of, histogram_percentile
+from shadowd.core.judge import Grading
 from shadowd.core.results import SideResult
 from shadowd.core.storable import escape_text, finite_or_none, int32_or_none, storable_json
 from shadowd.ports import StoreRefused, StoreUnavailable
@@ -39,22 +42,16 @@ from shadowd.records import DeadLetter, VerdictRecord
 COMPARED = (Status.PASS.value, Status.REGRESSION.value, Status.NOISE.value)
 
 
-def normalise_url(url: str) -> str:
-    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
-    if url.startswith(("postgres://", "postgresql://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
-    return url
-
-
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+    """An engine for `url`; a URL shadowd cannot use raises DatabaseUrlError (never showing its password)."""
+    target = engine_target(url)
+    if target.url.get_backend_name() == "sqlite":
+        engine = create_async_engine(target.url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        target.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=target.connect_args
+    )
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -368,6 +365,7 @@ class SqlVerdictStore:
                     .returning(
                         c.id, c.rollout, c.route, c.status, c.baseline_noise_blocking, c.baseline_latency_ms,
                         c.candidate_latency_ms, c.baseline_cost_usd, c.candidate_cost_usd,
+                        c.grading, c.baseline_acceptable, c.candidate_acceptable, c.grading_cost_usd,
                     )
                 )
             ).all()
@@ -375,10 +373,26 @@ class SqlVerdictStore:
                 return 0
             status_rows: dict[tuple[str, str, str], list[float]] = {}
             latency_rows: dict[tuple[str, str, int], int] = {}
+            grade_rows: dict[tuple[str, str], list[float]] = {}
             for row in rows:
                 compared = row.status in COMPARED
                 regressed = row.status == Status.REGRESSION.value
-                noisy = compared and bool(row.baseline_noise_blocking)
+                graded = row.grading == "graded"
+                # McNemar pairing: the judge's discordant pair in the candidate's favour is the
+                # baseline-side count that grader noise on a clean candidate balances (docs/JUDGE.md).
+                candidate_better = graded and row.baseline_acceptable is False and row.candidate_acceptable is True
+                noisy = compared and (bool(row.baseline_noise_blocking) or candidate_better)
+                if compared and row.grading is not None:
+                    g = grade_rows.setdefault((row.rollout, row.route), [0, 0, 0, 0, 0, 0, 0, 0, 0.0])
+                    g[0] += 1
+                    g[1] += graded
+                    g[2] += row.grading == "failed"
+                    g[3] += row.grading == "over_budget"
+                    g[4] += graded and row.baseline_acceptable is True
+                    g[5] += graded and row.candidate_acceptable is True
+                    g[6] += graded and row.baseline_acceptable is True and row.candidate_acceptable is False
+                    g[7] += candidate_better
+                    g[8] += row.grading_cost_usd or 0.0
                 totals = status_rows.setdefault((row.rollout, row.route, row.status), [0, 0, 0, 0, 0.0, 0.0])
                 totals[0] += 1
                 totals[1] += regressed
@@ -415,6 +429,10 @@ class SqlVerdictStore:
                 {"rollout": k[0], "code": k[1], "noise": k[2], "severity": v[0], "n": v[1]}
                 for k, v in sorted(code_rows.items())
             ])
+            await self._add(connection, rollup_grades, ["rollout", "route"], [
+                {"rollout": k[0], "route": k[1], **dict(zip(_GRADE_COUNTS, v, strict=True))}
+                for k, v in sorted(grade_rows.items())
+            ])
             await self._add(connection, rollup_latency, ["rollout", "side", "bucket"], [
                 {"rollout": k[0], "side": k[1], "bucket": k[2], "n": v} for k, v in sorted(latency_rows.items())
             ])
@@ -449,6 +467,10 @@ class SqlVerdictStore:
             latency_rows = (
                 await connection.execute(select(rollup_latency).where(rollup_latency.c.rollout == rollout))
             ).all()
+            grade_rows = (
+                await connection.execute(select(rollup_grades).where(rollup_grades.c.rollout == rollout))
+            ).all()
+            judge_streak, judge_error = await self._judge_streak(connection, rollout)
         counts: dict[str, int] = {status.value: 0 for status in Status}
         by_route: dict[str, dict[str, int]] = {}
         samples = candidate = baseline = both = 0
@@ -483,7 +505,29 @@ class SqlVerdictStore:
             "both_regressed": both,
             "cost_usd": {"baseline": cost_b, "candidate": cost_c},
             "latency_ms": latency,
+            "grades": _grade_figures(grade_rows, judge_streak, judge_error),
         }
+
+    async def _judge_streak(self, connection: Any, rollout: str) -> tuple[int, str | None]:
+        """How many of the latest grading attempts failed in a row (up to JUDGE_STREAK_WINDOW), and the
+        latest failure's error: a judge that answers nothing shows up here whatever the traffic rate."""
+        rows = (
+            await connection.execute(
+                select(verdicts.c.grading, verdicts.c.grades)
+                .where(verdicts.c.rollout == rollout, verdicts.c.grading.in_(("graded", "failed")))
+                .order_by(verdicts.c.id.desc())
+                .limit(JUDGE_STREAK_WINDOW)
+            )
+        ).all()
+        streak = 0
+        for row in rows:
+            if row.grading != "failed":
+                break
+            streak += 1
+        error = None
+        if streak and isinstance(rows[0].grades, dict):
+            error = Grading.from_dict(rows[0].grades).error
+        return streak, error
 
     async def error_reason_counts(self, rollout: str) -> dict[str, int]:
         """Error verdicts of one rollout by reason (an index range over its error verdicts only)."""
@@ -500,6 +544,10 @@ class SqlVerdictStore:
         await self.roll_up(rollout)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(select(rollup_status).where(rollup_status.c.rollout == rollout))).all()
+            grade_rows = (
+                await connection.execute(select(rollup_grades).where(rollup_grades.c.rollout == rollout))
+            ).all()
+        grades = {row.route: row for row in grade_rows}
         routes: dict[str, dict[str, Any]] = {}
         for row in rows:
             entry = routes.setdefault(row.route, {
@@ -514,6 +562,12 @@ class SqlVerdictStore:
                 entry["both_regressed"] += int(row.both_regressed)
                 entry["cost_usd"]["baseline"] += float(row.cost_usd_baseline)
                 entry["cost_usd"]["candidate"] += float(row.cost_usd_candidate)
+        for route, entry in routes.items():
+            graded = grades.get(route)
+            entry["grades"] = {
+                "graded": int(graded.graded), "baseline_acceptable": int(graded.baseline_acceptable),
+                "candidate_acceptable": int(graded.candidate_acceptable),
+            } if graded is not None else None
         return routes
 
     async def route_latencies(self, rollout: str, route: str, limit: int = 20_000) -> dict[str, list[float]]:
@@ -531,6 +585,83 @@ class SqlVerdictStore:
             "baseline": [float(r.baseline_latency_ms) for r in rows if r.baseline_latency_ms is not None],
             "candidate": [float(r.candidate_latency_ms) for r in rows if r.candidate_latency_ms is not None],
         }
+
+    async def regression_timeline(self, rollout: str, buckets: int = 48) -> list[dict[str, Any]]:
+        """Compared verdicts per time bucket (by created_at): n, candidate and baseline regressions, both.
+
+        One aggregate query, so it costs little more at a million verdicts than at a thousand.
+        """
+        c = verdicts.c
+        compared = and_(c.rollout == rollout, c.status.in_(COMPARED))
+        async with self.engine.connect() as connection:
+            first, last = (await connection.execute(select(func.min(c.created_at), func.max(c.created_at))
+                                                    .where(compared))).one()
+            if first is None or last is None:
+                return []
+            start, end = _utc(first).timestamp(), _utc(last).timestamp()
+            width = max((end - start) / buckets, 1e-3)
+            if self.dialect == "postgresql":
+                epoch: Any = func.extract("epoch", c.created_at)
+            else:
+                epoch = (func.julianday(c.created_at) - 2440587.5) * 86400.0
+            bucket = func.min(func.floor((epoch - start) / width), buckets - 1) if self.dialect != "postgresql" \
+                else func.least(func.floor((epoch - start) / width), buckets - 1)
+            regressed = (c.status == Status.REGRESSION.value)
+            from sqlalchemy import Integer, case, cast
+
+            rows = (await connection.execute(
+                select(
+                    bucket.label("b"),
+                    func.count().label("n"),
+                    func.sum(case((regressed, 1), else_=0)).label("candidate"),
+                    func.sum(cast(c.baseline_noise_blocking, Integer)).label("baseline"),
+                    func.sum(case((and_(regressed, c.baseline_noise_blocking), 1), else_=0)).label("both"),
+                ).where(compared).group_by(bucket).order_by(bucket)
+            )).all()
+        return [
+            {"start": start + width * int(row.b), "end": start + width * (int(row.b) + 1), "n": int(row.n),
+             "candidate": int(row.candidate or 0), "baseline": int(row.baseline or 0), "both": int(row.both or 0)}
+            for row in rows
+        ]
+
+    async def findings_by_code_route(self, rollout: str) -> list[dict[str, Any]]:
+        """Verdicts with a finding not explained by noise, per code and route."""
+        f, v = findings.c, verdicts.c
+        query = (
+            select(f.code, f.severity, v.route, func.count(func.distinct(f.verdict_id)).label("n"))
+            .select_from(findings.join(verdicts, verdicts.c.id == f.verdict_id))
+            .where(and_(f.rollout == rollout, ~f.noise))
+            .group_by(f.code, f.severity, v.route)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [{"code": r.code, "severity": r.severity, "route": r.route, "count": int(r.n)} for r in rows]
+
+    async def noisy_paths(self, rollout: str, limit: int = 15) -> list[dict[str, Any]]:
+        """Where the baseline disagrees with itself most: noise findings per route, code and path."""
+        f, v = findings.c, verdicts.c
+        n = func.count(func.distinct(f.verdict_id)).label("n")
+        query = (
+            select(v.route, f.code, f.path, n)
+            .select_from(findings.join(verdicts, verdicts.c.id == f.verdict_id))
+            .where(and_(f.rollout == rollout, f.noise))
+            .group_by(v.route, f.code, f.path)
+            .order_by(n.desc(), v.route, f.code)
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [{"route": r.route, "code": r.code, "path": r.path, "count": int(r.n)} for r in rows]
+
+    async def latency_histograms(self, rollout: str) -> dict[str, dict[int, int]]:
+        """Per side, the latency histogram of compared verdicts (shadowd.core.histogram buckets)."""
+        await self.roll_up(rollout)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(rollup_latency).where(rollup_latency.c.rollout == rollout))).all()
+        histograms: dict[str, dict[int, int]] = {"baseline": {}, "candidate": {}}
+        for row in rows:
+            histograms.setdefault(row.side, {})[int(row.bucket)] = int(row.n)
+        return histograms
 
     async def example_request_ids(self, rollout: str, codes: Sequence[str], per_code: int = 3) -> dict[str, list[str]]:
         """The newest request ids with a finding of each code not explained by noise (an index walk per code)."""
@@ -740,6 +871,29 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+JUDGE_STREAK_WINDOW = 200
+_GRADE_COUNTS = (
+    "judged", "graded", "failed", "over_budget", "baseline_acceptable", "candidate_acceptable",
+    "candidate_worse", "candidate_better", "cost_usd",
+)
+
+
+def _grade_figures(rows: Sequence[Any], streak: int, error: str | None) -> dict[str, Any]:
+    """The judge's totals for one rollout, overall and per route."""
+
+    def counts(selected: Sequence[Any]) -> dict[str, Any]:
+        totals: dict[str, Any] = {name: sum(getattr(r, name) for r in selected) for name in _GRADE_COUNTS}
+        totals = {k: (float(v) if k == "cost_usd" else int(v)) for k, v in totals.items()}
+        return totals
+
+    return {
+        **counts(rows),
+        "by_route": {row.route: counts([row]) for row in sorted(rows, key=lambda r: r.route)},
+        "failed_streak": streak,
+        "last_error": error,
+    }
+
+
 def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
     """The row for one verdict, made storable: the verdict was decided on the original text, and
     what PostgreSQL cannot hold (NUL, lone surrogates, NaN) is escaped or nulled only here.
@@ -748,7 +902,13 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
     built some other way that still holds one is refused by the store and dead-lettered by the writer.
     """
     b, c = v.baseline, v.candidate
+    grading = v.grading
     return {
+        "grading": grading.status if grading else None,
+        "grades": storable_json(grading.to_dict()) if grading else None,
+        "baseline_acceptable": grading.baseline_acceptable if grading else None,
+        "candidate_acceptable": grading.candidate_acceptable if grading else None,
+        "grading_cost_usd": finite_or_none(grading.cost_usd) if grading else None,
         "rollout": v.rollout,
         "request_id": v.request_id,
         "route": escape_text(v.route),
@@ -761,6 +921,7 @@ def _verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "baseline_repeat": storable_json(v.baseline_repeat.to_dict()) if v.baseline_repeat else None,
         "adaptations": storable_json(list(v.adaptations)),
         "attributes": storable_json(dict(v.attributes)),
+        "request": storable_json(v.request),
         "comparator_version": v.comparator_version,
         "baseline_noise_blocking": v.baseline_noise_blocking,
         "baseline_model": escape_text(b.model) if b else None,
@@ -814,8 +975,10 @@ def _verdict_from_row(row: Any) -> VerdictRecord:
         reason=row["reason"],
         error_reason=row["error_reason"],
         baseline_noise_blocking=bool(row["baseline_noise_blocking"]),
+        grading=Grading.from_dict(row["grades"]) if isinstance(row["grades"], dict) else None,
         captured_at=_utc(row["captured_at"]) if row["captured_at"] else None,
         attributes=dict(row["attributes"] or {}),
+        request=row["request"] if isinstance(row["request"], dict) else None,
         source=row["source"],
         partition=row["partition"],
         offset=row["offset"],
@@ -931,6 +1094,7 @@ async def open_store(url: str, *, upgrade: bool = False) -> SqlVerdictStore:
 
 
 __all__ = [
+    "DatabaseUrlError",
     "SqlVerdictStore",
     "StoredVerdict",
     "VerdictFilter",

@@ -40,6 +40,7 @@ CODES: dict[str, Severity] = {
     "length.drift": Severity.MINOR,
     "error.candidate": Severity.CRITICAL,
     "value.changed": Severity.MAJOR,  # v1.1: a stable scalar differs (SPEC §8)
+    "quality.unacceptable": Severity.MAJOR,  # v1.1: the judge graded only the candidate unacceptable
 }
 
 

@@ -18,6 +18,8 @@ GATE_VERSION = "2026.11.2"
 # The mSPRT is tuned to resolve effects of the size of the tolerance; a zero tolerance still needs a
 # positive mixing scale, and half a percentage point is the smallest effect worth tuning for.
 _MIN_MIXING_SCALE = 0.005
+# Consecutive failed gradings after which a judged rollout says its judge is silent and holds promotion.
+JUDGE_SILENT_AFTER = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,15 @@ class Evidence:
     latency_p95_candidate_ms: float | None = None
     cost_usd_baseline: float = 0.0
     cost_usd_candidate: float = 0.0
+    # The judge (SPEC §8), over compared verdicts of judged routes. Its findings are already in the
+    # regression counts; these figures explain them and say whether the judge is answering.
+    judged: int = 0
+    graded: int = 0
+    baseline_acceptable: int = 0
+    candidate_acceptable: int = 0
+    quality_candidate_worse: int = 0
+    quality_candidate_better: int = 0
+    judge_failed_streak: int = 0
 
     def __post_init__(self) -> None:
         counts = (
@@ -71,6 +82,13 @@ class Evidence:
             self.baseline_noise_regressions,
             self.both_regressed,
             self.errors,
+            self.judged,
+            self.graded,
+            self.baseline_acceptable,
+            self.candidate_acceptable,
+            self.quality_candidate_worse,
+            self.quality_candidate_better,
+            self.judge_failed_streak,
         )
         if min(counts) < 0:
             raise ValueError(f"evidence counts must be non-negative: {self}")
@@ -78,6 +96,10 @@ class Evidence:
             raise ValueError(f"stage_samples={self.stage_samples} exceeds samples={self.samples}")
         if max(self.candidate_regressions, self.baseline_noise_regressions) > self.samples:
             raise ValueError(f"more regressions than compared verdicts: {self}")
+        if self.graded > self.judged or max(self.baseline_acceptable, self.candidate_acceptable) > self.graded:
+            raise ValueError(f"more graded or acceptable answers than judged verdicts: {self}")
+        if self.quality_candidate_worse + self.quality_candidate_better > self.graded:
+            raise ValueError(f"more discordant grades than graded verdicts: {self}")
         # PairedCounts.from_totals checks the overlap and that the discordant pairs fit in `samples`.
         self.paired_counts()
 
@@ -202,6 +224,37 @@ def _ratio_check(what: str, ratio: float | None, bound: float, detail: str) -> _
     )
 
 
+def _quality(config: GateConfig, evidence: Evidence) -> tuple[str | None, Figures]:
+    """The judge's sentence for the reasons (None on a rollout without graded routes) and its figures."""
+    graded, level = evidence.graded, config.confidence
+    b_low, b_high = wilson_interval(evidence.baseline_acceptable, graded, level)
+    c_low, c_high = wilson_interval(evidence.candidate_acceptable, graded, level)
+    figures: Figures = {
+        "judged": evidence.judged,
+        "graded": graded,
+        "graded_share": graded / evidence.judged if evidence.judged else None,
+        "baseline_acceptable_rate": evidence.baseline_acceptable / graded if graded else None,
+        "baseline_acceptable_low": b_low,
+        "baseline_acceptable_high": b_high,
+        "candidate_acceptable_rate": evidence.candidate_acceptable / graded if graded else None,
+        "candidate_acceptable_low": c_low,
+        "candidate_acceptable_high": c_high,
+        "quality_candidate_worse": evidence.quality_candidate_worse,
+        "quality_candidate_better": evidence.quality_candidate_better,
+        "judge_failed_streak": evidence.judge_failed_streak,
+    }
+    if not evidence.judged:
+        return None, figures
+    if not graded:
+        return f"quality: none of {evidence.judged} judged verdicts graded yet", figures
+    b_rate, c_rate = evidence.baseline_acceptable / graded, evidence.candidate_acceptable / graded
+    return (
+        f"quality: {graded} of {evidence.judged} judged verdicts graded; acceptable baseline {_pct(b_rate)} "
+        f"[{_pct(b_low)}, {_pct(b_high)}], candidate {_pct(c_rate)} [{_pct(c_low)}, {_pct(c_high)}]; "
+        f"candidate worse on {evidence.quality_candidate_worse}, better on {evidence.quality_candidate_better}"
+    ), figures
+
+
 def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -> GateDecision:
     """Decide the next step of a canary rollout from the evidence so far.
 
@@ -214,7 +267,8 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     4. roll back when the latency p95 or cost ratio exceeds its bound: point estimates, so only over
        at least `min_samples` verdicts. These use all the rollout's verdicts, so they may act early
        in a stage;
-    5. hold until the current stage has `min_samples` new compared verdicts;
+    5. hold until the current stage has `min_samples` new compared verdicts, and while the judge of a
+       judged rollout is silent (its last JUDGE_SILENT_AFTER gradings failed);
     6. promote (complete, at the last stage) only when the anytime-valid upper bound of the increase
        is within the tolerance and both ratios are within their bounds; otherwise hold.
     A ratio that cannot be measured (a side without latency, a baseline without cost) is reported
@@ -262,6 +316,16 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     notes: list[str] = []
     if evidence.errors:
         notes.append(f"{evidence.errors} error verdicts (no fair comparison) are not counted")
+    quality, quality_figures = _quality(config, evidence)
+    figures.update(quality_figures)
+    if quality is not None:
+        notes.append(quality)
+    judge_silent = evidence.judge_failed_streak >= JUDGE_SILENT_AFTER
+    if judge_silent:
+        notes.append(
+            f"judge silent: the last {evidence.judge_failed_streak} gradings all failed, so answer quality "
+            "is not measured; promotion waits until the judge answers again"
+        )
     context = [non_inferior.sentence, latency.sentence, cost.sentence, *notes]
 
     def decide(decision: Decision, reasons: list[str], stage_index: int, canary: int) -> GateDecision:
@@ -304,7 +368,7 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
         )
         return decide("hold", [reason, *context], state.stage_index, current)
 
-    if not non_inferior.ok:
+    if not non_inferior.ok or judge_silent:
         return decide("hold", context, state.stage_index, current)
     if state.stage_index + 1 >= len(state.stages):
         return decide("complete", [f"last stage {current}% passed", *context], state.stage_index, 100)

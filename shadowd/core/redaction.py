@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from shadowd.core.findings import Finding
+from shadowd.core.results import SideResult
 
 StoreOutputs = Literal["full", "redacted", "none"]
 STORE_OUTPUTS: tuple[StoreOutputs, ...] = ("full", "redacted", "none")
@@ -162,6 +165,47 @@ def redact_payload(payload: bytes, redactor: Redactor) -> bytes:
     return redactor.text(text).encode("utf-8", errors="backslashreplace")
 
 
+def protect_side(side: SideResult | None, mode: StoreOutputs, redactor: Redactor) -> SideResult | None:
+    """What of one side may be stored: everything (`full`), its text and tool inputs redacted
+    (`redacted`), or no content at all (`none`; model, usage, latency, cost and errors stay)."""
+    if side is None or mode == "full":
+        return side
+    content: tuple[dict[str, Any], ...] = ()
+    if mode == "redacted":
+        content = tuple(redactor.json(block) for block in side.content)
+    error = redactor.text(side.error) if side.error else side.error
+    return replace(side, content=content, error=error)
+
+
+def protect_findings(findings: tuple[Finding, ...], mode: StoreOutputs, redactor: Redactor) -> tuple[Finding, ...]:
+    """Finding details quote the outputs; outside `full` they are redacted (codes and paths stay)."""
+    if mode == "full":
+        return findings
+    return tuple(replace(f, detail=redactor.text(f.detail)) for f in findings)
+
+
+def protect_dead_letter(payload: bytes, mode: StoreOutputs, redactor: Redactor, max_bytes: int) -> tuple[bytes, str]:
+    """A dead letter's payload as it may be kept, and a note for its detail ('' when kept whole).
+
+    `full` keeps the bytes, `redacted` redacts their text (the bytes are unchanged when nothing
+    matched), `none` keeps no payload; in every mode the result is cut to `max_bytes`.
+    """
+    notes = []
+    kept = payload
+    if mode == "none" and payload:
+        kept = b""
+        notes.append(f"payload of {len(payload)} bytes not kept (dead_letters.payload: none)")
+    elif mode == "redacted":
+        redacted = redact_payload(payload, redactor)
+        if redacted != payload.decode("utf-8", errors="backslashreplace").encode("utf-8", errors="backslashreplace"):
+            kept = redacted
+            notes.append("payload redacted")
+    kept, cut = cap_bytes(kept, max_bytes)
+    if cut:
+        notes.append(f"payload cut to {len(kept)} of {len(payload)} bytes")
+    return kept, "; ".join(notes)
+
+
 __all__ = [
     "SECRET_KEY",
     "STORE_OUTPUTS",
@@ -169,5 +213,8 @@ __all__ = [
     "StoreOutputs",
     "cap_bytes",
     "luhn_valid",
+    "protect_dead_letter",
+    "protect_findings",
+    "protect_side",
     "redact_payload",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowd.config import load_config
+from shadowd.credentials import redact_url
 from shadowd.demo.traffic import MALFORMED_LINES, generate_envelopes
 from shadowd.fakemodel import load_behaviours, start_fake_model
 from shadowd.promoter import evaluate_and_apply
@@ -80,5 +81,5 @@ async def run_demo(
         "decisions": decisions,
         "reports": reports,
         "config": str(config_path),
-        "db": db_url,
+        "db": redact_url(db_url),
     }

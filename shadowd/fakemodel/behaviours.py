@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from shadowd.fakemodel.capacity import CapacityError, CapacityPlan, parse_capacity
+from shadowd.fakemodel.capacity import (
+    CapacityError,
+    CapacityPlan,
+    RequestQuota,
+    parse_capacity,
+    parse_rate_limit,
+)
 from shadowd.fakemodel.digest import unit
 from shadowd.fakemodel.request_view import OutputKind, RequestView, view_request
 
@@ -25,8 +31,10 @@ CONTENT_FAULTS: Mapping[OutputKind, tuple[str, ...]] = MappingProxyType(
             "tool_input_invalid", "tool_call_missing", "tool_name_changed", "truncate", "refusal",
             "tool_argument_changed", "tool_call_extra",
         ),
-        "tool_text": ("tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal", "nul_char"),
-        "text": ("markdown_drift", "length_drift", "truncate", "refusal", "nul_char"),
+        "tool_text": (
+            "tool_call_unexpected", "markdown_drift", "length_drift", "truncate", "refusal", "wrong_answer", "nul_char",
+        ),
+        "text": ("markdown_drift", "length_drift", "truncate", "refusal", "wrong_answer", "nul_char"),
     }
 )
 TRANSIENT_FAULTS = ("rate_limited", "overloaded")
@@ -35,7 +43,10 @@ FAULT_NAMES: frozenset[str] = frozenset(
 )
 
 _BEHAVIOUR_KEYS = frozenset(
-    {"latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s", "noisy_fields"}
+    {
+        "latency_ms", "latency_jitter_ms", "faults", "nondeterminism", "retry_after_s", "noisy_fields",
+        "grader_noise", "grade_malformed",
+    }
 )
 _RULE_KEYS = frozenset({"max_output", "reject_thinking_enabled", "reject_sampling_params"})
 
@@ -75,6 +86,10 @@ class ModelBehaviour:
     # summary a model rewords each time. When set, `nondeterminism` varies free text only, so
     # every other value is stable call to call.
     noisy_fields: frozenset[str] = frozenset()
+    # As a judge answering `shadowd_grade` calls: the share of grades flipped at random, and the
+    # share answered with malformed tool input.
+    grader_noise: float = 0.0
+    grade_malformed: float = 0.0
 
 
 CLEAN = ModelBehaviour()
@@ -102,6 +117,7 @@ class Behaviours:
     default: ModelBehaviour = CLEAN
     rules: Mapping[str, ModelRules] = field(default_factory=lambda: BUILTIN_RULES)
     capacity: CapacityPlan = field(default_factory=CapacityPlan)  # windows that hit every model alike
+    rate_limit: RequestQuota | None = None  # one request quota shared by every model
 
     def behaviour_for(self, model: str) -> ModelBehaviour:
         return self.models.get(model, self.default)
@@ -133,6 +149,14 @@ class Behaviours:
         behaviour = self.behaviour_for(model)
         jitter = behaviour.latency_jitter_ms * (2 * unit(view.digest, model, "jitter") - 1)
         return max(0.0, behaviour.latency_ms + jitter) / 1000
+
+    def grade_plan(self, model: str, view: RequestView, wrong: bool) -> tuple[bool, bool]:
+        """(acceptable, malformed) for a `shadowd_grade` call of this judge model: an answer carrying
+        the wrong-answer marker is unacceptable, and `grader_noise` flips the grade at that rate."""
+        behaviour = self.behaviour_for(model)
+        flipped = unit(view.digest, model, "grader_noise") < behaviour.grader_noise
+        malformed = unit(view.digest, model, "grade_malformed") < behaviour.grade_malformed
+        return (not wrong) != flipped, malformed
 
     def is_nondeterministic(self, model: str, view: RequestView) -> bool:
         rate = self.behaviour_for(model).nondeterminism
@@ -170,11 +194,12 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         return Behaviours()
     if not isinstance(document, dict):
         raise BehaviourError(f"{source}: the top level must be a mapping with a `models` key")
-    unknown = sorted(set(map(str, document)) - {"models", "capacity"})
+    unknown = sorted(set(map(str, document)) - {"models", "capacity", "rate_limit"})
     if unknown:
-        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`)")
+        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`, `rate_limit`)")
     try:
         capacity = parse_capacity(document.get("capacity"), source)
+        rate_limit = parse_rate_limit(document.get("rate_limit"), source)
     except CapacityError as exc:
         raise BehaviourError(str(exc)) from None
     models_doc = document.get("models") or {}
@@ -201,7 +226,7 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         model_rules = _parse_rules(entry, rules.get(str(model_id)), key, source)
         if model_rules is not None:
             rules[str(model_id)] = model_rules
-    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity)
+    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity, rate_limit)
 
 
 def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehaviour:
@@ -222,6 +247,8 @@ def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehav
         nondeterminism=_number(entry.get("nondeterminism", 0), f"{key}.nondeterminism", source, high=1.0),
         retry_after_s=_number(entry.get("retry_after_s", 0), f"{key}.retry_after_s", source),
         noisy_fields=_names(entry.get("noisy_fields"), f"{key}.noisy_fields", source),
+        grader_noise=_number(entry.get("grader_noise", 0), f"{key}.grader_noise", source, high=1.0),
+        grade_malformed=_number(entry.get("grade_malformed", 0), f"{key}.grade_malformed", source, high=1.0),
     )
 
 

@@ -23,6 +23,20 @@ CAPACITY_FAULTS = {
 _WINDOW_KEYS = frozenset({"fault", "rate", "from_s", "for_s", "every_s", "retry_after_s"})
 
 
+@dataclass(frozen=True, slots=True)
+class RequestQuota:
+    """A fixed-window request quota (`rate_limit: {requests: N, per_s: T}`): every answer carries the
+    `anthropic-ratelimit-requests-*` headers, and a call over the quota gets a 429 with retry-after."""
+
+    requests: int
+    per_s: float
+
+    def window(self, t: float) -> tuple[int, float]:
+        """The window `t` falls in and the seconds left in it."""
+        index = int(t // self.per_s)
+        return index, (index + 1) * self.per_s - t
+
+
 class CapacityError(ValueError):
     """A `capacity` entry that cannot be used; the message names the key and the source."""
 
@@ -119,6 +133,20 @@ def parse_capacity(document: Any, source: str) -> CapacityPlan:
             )
         )
     return CapacityPlan(tuple(windows))
+
+
+def parse_rate_limit(document: Any, source: str) -> RequestQuota | None:
+    """Read the top-level `rate_limit` mapping of a behaviours file."""
+    if document is None:
+        return None
+    if not isinstance(document, dict) or set(document) != {"requests", "per_s"}:
+        raise CapacityError(f"{source}: `rate_limit` must be a mapping with `requests` and `per_s`")
+    requests = document["requests"]
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise CapacityError(f"{source}: `rate_limit.requests` must be a positive integer, got {requests!r}")
+    per_s = _number(document["per_s"], "rate_limit.per_s", source, positive=True)
+    assert per_s is not None
+    return RequestQuota(requests, per_s)
 
 
 def _number(value: Any, key: str, source: str, *, positive: bool = False) -> float | None:

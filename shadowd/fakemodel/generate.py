@@ -14,6 +14,15 @@ from shadowd.fakemodel.schema_instance import CompiledSchema, compiled_tool_sche
 from shadowd.fakemodel.words import VOCABULARY, prompt_words
 
 REFUSAL_TEXT = "I can't help with that request."
+# The `wrong_answer` fault: fluent, well formed, and wrong. The fake judge finds this invented setting
+# in the answer under grading (the only place it can legitimately learn that the answer is wrong).
+WRONG_ANSWER_MARKER = "auto_resolve_all"
+WRONG_ANSWER_SENTENCES = (
+    f"Set `{WRONG_ANSWER_MARKER}: true` in the account settings and the problem resolves itself.",
+    f"The quickest fix is the hidden `{WRONG_ANSWER_MARKER}` switch, which skips every check safely.",
+    f"Support can always enable `{WRONG_ANSWER_MARKER}` for you, so no further steps are needed.",
+)
+GRADE_TOOL_NAME = "shadowd_grade"
 _MIN_TEXT_TOKENS = 60
 _TEXT_TOKEN_SPAN = 340
 _MARKDOWN_DRIFTS = ("numbered", "no_heading", "table", "extra_heading")
@@ -204,6 +213,9 @@ def _free_text(view: RequestView, fault: str | None, salt: int) -> str:
     bullet_chars = min(80.0, remaining * 0.3 / bullet_count - 3)
     paragraph_chars = (remaining - (bullet_chars + 3) * bullet_count) / paragraph_count - 2
     paragraphs = [writer.paragraph(paragraph_chars) for _ in range(paragraph_count)]
+    if fault == "wrong_answer":
+        wrong = WRONG_ANSWER_SENTENCES[int(unit(view.digest, "wrong_answer") * len(WRONG_ANSWER_SENTENCES))]
+        paragraphs[0] = f"{wrong} {paragraphs[0]}"
     bullets = [writer.phrase(bullet_chars) for _ in range(bullet_count)]
 
     parts: list[str] = [] if style == "no_heading" else [heading]
@@ -451,3 +463,44 @@ def _violate(tool_input: dict[str, Any], schema: CompiledSchema) -> None:
 def _base62(number: int, width: int) -> str:
     rng = Random(number)
     return "".join(_BASE62[rng.randrange(62)] for _ in range(width))
+
+
+# --- grading (`shadowd_grade`) ---------------------------------------------------------------
+
+
+def is_grading_request(view: RequestView) -> bool:
+    """A judge call: the one tool forced is shadowd_grade."""
+    return view.forced_tool == GRADE_TOOL_NAME
+
+
+def answer_under_grading(view: RequestView) -> str:
+    """The part of the grading prompt after its answer heading: the answer, never the conversation."""
+    messages = view.body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else {}
+    content = last.get("content") if isinstance(last, dict) else ""
+    if isinstance(content, list):
+        content = "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    text = str(content)
+    heading = text.rfind("The answer under grading:")
+    return text[heading:] if heading >= 0 else text
+
+
+def grade_reply(view: RequestView, acceptable: bool, malformed: bool) -> Reply:
+    """A forced shadowd_grade call: a well-formed grade, or (when `malformed`) tool input that breaks it."""
+    u = unit(view.digest, "grade_score")
+    grade: dict[str, Any]
+    if malformed:
+        shapes: list[dict[str, Any]] = [
+            {"acceptable": "yes", "reason": "Looks fine."},
+            {"score": 4},
+            {"acceptable": True, "score": 9, "reason": "Off the scale."},
+        ]
+        grade = shapes[int(u * len(shapes))]
+    elif acceptable:
+        grade = {"acceptable": True, "score": 4 + (u < 0.5), "reason": "Correct and complete for the question."}
+    else:
+        grade = {"acceptable": False, "score": 1 + (u < 0.5),
+                 "reason": "Recommends a setting that does not exist; the user would be misled."}
+    tool_id = "toolu_01" + _base62(seed(view.digest, "grade_id"), 22)
+    blocks = [{"type": "tool_use", "id": tool_id, "name": GRADE_TOOL_NAME, "input": grade}]
+    return Reply(blocks, "tool_use", _usage(view, _output_tokens(blocks)))

@@ -8,7 +8,9 @@ import json
 import logging
 import random
 import signal
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -16,7 +18,14 @@ from aiohttp import web
 
 from shadowd.fakemodel.api_rules import ApiError, check_headers, check_request, invalid
 from shadowd.fakemodel.behaviours import Behaviours
-from shadowd.fakemodel.generate import Reply, generate_reply
+from shadowd.fakemodel.generate import (
+    WRONG_ANSWER_MARKER,
+    Reply,
+    answer_under_grading,
+    generate_reply,
+    grade_reply,
+    is_grading_request,
+)
 from shadowd.fakemodel.request_view import RequestView, view_request
 
 BACKLOG = 4096
@@ -90,6 +99,7 @@ async def start_fake_model(
     listener = _Listener(behaviours)
     endpoint = _MessagesEndpoint(behaviours, stats, listener)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(_add_quota_headers)
     app.router.add_post("/v1/messages", endpoint.create_message)
     app.router.add_post("/messages", endpoint.create_message)
     app.router.add_post("/v1/messages/count_tokens", endpoint.count_tokens)
@@ -129,6 +139,13 @@ async def _serve_until_signalled(behaviours: Behaviours, host: str, port: int, a
             loop.remove_signal_handler(signum)
         await server.close()
         log.info("fake_model_stopped", requests_served=server.stats.requests_served)
+
+
+async def _add_quota_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(request.get(_QUOTA_HEADERS, {}))
+
+
+_QUOTA_HEADERS = web.RequestKey("quota_headers", dict)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -213,6 +230,7 @@ class _MessagesEndpoint:
         self._stats = stats
         self._listener = listener
         self._attempts: dict[tuple[str, bytes], int] = {}
+        self._quota_used: dict[int, int] = {}  # calls counted in the current rate_limit window
 
     async def stats_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._stats.as_dict())
@@ -258,9 +276,25 @@ class _MessagesEndpoint:
         """The scripted capacity fault this call meets, as its response; None when it meets none."""
         listener = self._listener
         t = listener.clock()
+        stats = self._stats.capacity_faults
+        quota = self._behaviours.rate_limit
+        if quota is not None:
+            index, left = quota.window(t)
+            used = self._quota_used.get(index, 0)
+            self._quota_used = {index: used + 1}
+            remaining = max(0, quota.requests - used - 1)
+            reset = datetime.fromtimestamp(time.time() + left, UTC).isoformat().replace("+00:00", "Z")
+            request[_QUOTA_HEADERS] = {
+                "anthropic-ratelimit-requests-limit": str(quota.requests),
+                "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-requests-reset": reset,
+            }
+            if used >= quota.requests:
+                stats["rate_limit"] = stats.get("rate_limit", 0) + 1
+                return _error_response(ApiError(429, "rate_limit_error", "Number of requests has exceeded your "
+                                                "rate limit.", round(left, 3)))
         if not listener.plan.windows:
             return None
-        stats = self._stats.capacity_faults
         if listener.plan.down_at(t):
             stats["down"] = stats.get("down", 0) + 1
             if request.transport is not None:
@@ -313,9 +347,14 @@ class _MessagesEndpoint:
             await _sleep(latency)
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
-        salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-        noisy = behaviours.behaviour_for(model).noisy_fields
-        reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
+        if is_grading_request(view):
+            # The judge sees only the prompt: whether the answer is wrong comes from its own text.
+            wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
+            reply = grade_reply(view, *behaviours.grade_plan(model, view, wrong))
+        else:
+            salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
+            noisy = behaviours.behaviour_for(model).noisy_fields
+            reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -154,6 +156,13 @@ class Publisher:
         self._max_queue = max_queue
         self._redact = redact
         self._reconnect_max_s = reconnect_max_s
+        self._start_fresh()
+        # A pre-forking server (gunicorn, uWSGI) forks after the app built its mirror: the child has no
+        # publisher thread and may have copied a held lock, so it starts afresh with its own.
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(reference))
+
+    def _start_fresh(self) -> None:
         self._lock = threading.Lock()
         self._items: deque[Capture] = deque()
         self._stats = MirrorStats()
@@ -395,6 +404,12 @@ class Publisher:
             return encode(body)
         except Unserializable:
             raise _Dropped("unserializable") from None
+
+
+def _restart_in_child(reference: weakref.ref[Publisher]) -> None:
+    publisher = reference()
+    if publisher is not None and not publisher._closing:
+        publisher._start_fresh()
 
 
 class _Dropped(Exception):

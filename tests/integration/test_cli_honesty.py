@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 import sqlite3
@@ -91,6 +92,16 @@ def test_every_command_prints_markup_in_user_data_literally(tmp_path: Path, fake
         assert shown.returncode == 0, shown.stderr[-2000:]
         assert request_id in shown.stdout and HOSTILE_ROUTE in shown.stdout
         assert HOSTILE_TEXT in shown.stdout
+
+    # The HTML pages show the same data, escaped for HTML (brackets are not HTML markup).
+    page = tmp_path / "report.html"
+    assert run_cli("report", "--rollout", "recorded", "--html", str(page), *common).returncode == 0
+    assert html.escape(HOSTILE_ROUTE) in page.read_text()
+    verdict_page = tmp_path / "verdict.html"
+    shown_html = run_cli("show", "--rollout", "recorded", HOSTILE_IDS[1], "--html", str(verdict_page), *common)
+    assert shown_html.returncode == 0, shown_html.stderr
+    text = verdict_page.read_text()
+    assert html.escape(HOSTILE_IDS[1]) in text and html.escape(HOSTILE_TEXT) in text
 
 
 def test_gate_failing_exits_1_and_passing_exits_0(tmp_path: Path, fake_model: str) -> None:

@@ -27,6 +27,7 @@ FAULT_CODES = {
     "number_changed": "value.changed",
     "tool_argument_changed": "value.changed",
     "tool_call_extra": "tool.call_unexpected",
+    "wrong_answer": "quality.unacceptable",
 }
 
 
@@ -43,6 +44,9 @@ def test_demo_reports_every_injected_fault_and_no_regression_for_the_clean_candi
         assert code in regressed["by_code"], f"{fault} injected but {code} missing from {sorted(regressed['by_code'])}"
     assert regressed["counts"]["regression"] > 0
     assert regressed["decision"] in ("hold", "rollback")
+    judge = regressed["judge"]["acceptability"]
+    assert judge["candidate"]["rate"] < judge["baseline"]["rate"]
+    assert regressed["judge"]["graded"] > 0 and regressed["cost_usd"]["grading"] > 0
 
     clean = reports["sonnet-4-6"]
     assert clean["counts"]["regression"] == 0
@@ -58,7 +62,7 @@ def test_demo_shows_value_changes_on_stable_fields_only(tmp_path: Path) -> None:
     report = next(r for r in result["reports"] if r["rollout"] == "opus-4-7")
     assert report["by_code"]["value.changed"]["count"] > 0
     rows = run_cli_json("verdicts", "--rollout", "opus-4-7", "--code", "value.changed", "--limit", "1000",
-                        "--db", db, "-c", str(DEMO_CONFIG))
+                        "--db", db, "-c", str(DEMO_CONFIG))["items"]
     blocking = [f for row in rows for f in row["findings"] if f["code"] == "value.changed" and not f["noise"]]
     assert blocking and {f["path"] for f in blocking} & {"/priority", "/sentiment", "/customer/tier"}
     assert not [f for f in blocking if f["path"] in ("/summary", "/generated_at")]

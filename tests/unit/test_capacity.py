@@ -11,9 +11,11 @@ from typing import Any
 
 import anthropic
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
 from shadowd.adapters.sql_store import open_store
+from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import Settings, load_config
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.findings import Status
@@ -187,6 +189,18 @@ async def test_429s_shrink_the_permits_and_successes_bring_them_back(cleanup: li
     assert metrics.registry.get_sample_value("shadowd_model_concurrency_limit") == client.permits.limit.permits
 
 
+async def test_rate_limit_headers_pace_calls_before_the_quota_runs_out(cleanup: list[Any]) -> None:
+    """Against a 20-requests-per-second quota, reading anthropic-ratelimit-* keeps 429s rare (a client that
+    ignored them met 120 for these 80 calls); every call still succeeds."""
+    server = await start_fake_model(parse_behaviours({"rate_limit": {"requests": 20, "per_s": 1}}))
+    client = client_for(server, deadline_s=60)
+    cleanup += [server, client]
+    sides = await asyncio.gather(*(replay(client, i) for i in range(80)))
+    assert all(side.ok for side in sides)
+    assert server.stats.capacity_faults.get("rate_limit", 0) < 20
+    assert server.stats.requests_served < 100
+
+
 # --- the verdict: capacity is an error with a reason, never error.candidate ---------------------
 
 
@@ -324,6 +338,34 @@ async def test_capacity_errors_are_stored_and_reported_by_reason(tmp_path: Path)
         await store.close()
 
 
+async def test_api_report_and_verdicts_carry_the_error_reasons(tmp_path: Path) -> None:
+    """GET /v1/rollouts/{name} counts error verdicts by reason; a verdict's JSON names its own reason."""
+    pipeline, store = await pipeline_with(
+        tmp_path, {BASELINE: ok_side(BASELINE), CANDIDATE: failed(CANDIDATE, Failure.CAPACITY, "HTTP 429")})
+    state = ApiState(config=pipeline.config, store=store, metrics=Metrics())
+    server = TestServer(create_app(state, open_reads=True))
+    await server.start_server(**runner_options())
+    client: TestClient[Any, Any] = TestClient(server)
+    try:
+        await client.start_server()
+        verdicts = []
+        for i in range(2):
+            verdicts += (await pipeline.replay_record(envelope_record(f"a{i}"))).verdicts
+        await store.save(verdicts, [])
+        response = await client.get("/v1/rollouts/r")
+        assert response.status == 200
+        report = await response.json()
+        assert report["counts"]["error"] == 2 and report["errors_by_reason"] == {"capacity": 2}
+        response = await client.get("/v1/rollouts/r/verdicts/a0")
+        assert response.status == 200
+        detail = await response.json()
+        assert detail["error_reason"] == "capacity" and detail["findings"] == []
+        assert detail["candidate"]["failure"] == "capacity"
+    finally:
+        await client.close()
+        await store.close()
+
+
 async def test_capacity_window_through_the_real_sdk_gives_error_capacity(tmp_path: Path, cleanup: list[Any]) -> None:
     """Through the fake model and the real SDK: 529s for longer than the deadline make error/capacity verdicts."""
     server = await serve([{"fault": "overloaded", "retry_after_s": 0.05}])
@@ -368,6 +410,17 @@ def test_bad_capacity_entries_name_the_key(entry: dict[str, Any], message: str) 
     """A capacity window that cannot be used is refused with its key and the file named."""
     with pytest.raises(BehaviourError, match=r"faults\.yaml: .*" + message.replace("[", r"\[").replace("]", r"\]")):
         parse_behaviours({"capacity": [entry]}, "faults.yaml")
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "message"),
+    [({"requests": 0, "per_s": 1}, "rate_limit.requests"), ({"requests": 5, "per_s": 0}, "rate_limit.per_s"),
+     ({"requests": 5}, "rate_limit")],
+)
+def test_bad_rate_limit_names_the_key(rate_limit: dict[str, Any], message: str) -> None:
+    """A request quota that cannot be used is refused with its key and the file named."""
+    with pytest.raises(BehaviourError, match=r"faults\.yaml: `" + message.replace(".", r"\.")):
+        parse_behaviours({"rate_limit": rate_limit}, "faults.yaml")
 
 
 async def test_capacity_faults_hit_baseline_and_candidate_alike(cleanup: list[Any]) -> None:

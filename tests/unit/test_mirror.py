@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -239,3 +240,49 @@ def test_bad_settings_are_refused_at_construction() -> None:
         Mirror()
     with pytest.raises(TypeError, match="AsyncAnthropic"):
         Mirror(sink=MemorySink).wrap(object())
+
+
+async def test_hostile_values_are_escaped_or_dropped_and_counted_never_raised(server: FakeModelServer) -> None:
+    """NUL bytes, lone surrogates and markup survive as valid JSON; NaN (no JSON form) is a counted drop."""
+    hostile = "tenant \x00 [bold]x[/] \ud800 end"
+
+    def redact(envelope: dict[str, Any]) -> dict[str, Any]:
+        envelope["attributes"]["note"] = hostile
+        if envelope["request"]["messages"][0]["content"] == "nan":
+            envelope["request"]["temperature"] = float("nan")
+        return envelope
+
+    sink = MemorySink()
+    mirror = Mirror(sink=lambda: sink, redact=redact)
+    client = mirror.wrap(_client(server))
+    for text in ("fine", "nan"):
+        assert isinstance(await client.messages.create(**_request(text)), Message)
+    [body] = await _delivered(mirror, sink, 1)
+    stats = await mirror.aclose(5)
+    assert stats["dropped_by_reason"]["unserializable"] == 1 and stats["delivered"] == 1
+    envelope = parse_envelope(sink.records[0][1])
+    assert envelope.attributes["note"] == hostile and body["attributes"]["note"] == hostile
+
+
+def _child_publishes(mirror: Mirror, sink: MemorySink) -> None:
+    from shadowd.mirror.publisher import Capture
+
+    mirror.publisher.offer(Capture(request_id="from-child", request={"model": MODEL, "max_tokens": 1,
+                                   "messages": [{"role": "user", "content": "x"}]}, route="default", attributes={},
+                                   api_version=None, captured_at_s=time.time(), latency_ms=1.0))
+    delivered = mirror.flush(10.0) and [key for key, _ in sink.records] == [b"from-child"]
+    os._exit(0 if delivered and mirror.stats()["queued"] == 1 else 1)
+
+
+def test_a_forked_worker_gets_its_own_publisher_thread() -> None:
+    """After a pre-forking server forks, the child's envelopes are still sent (by the child's own thread)."""
+    import multiprocessing
+
+    sink = MemorySink()
+    mirror = Mirror(sink=lambda: sink)
+    child = multiprocessing.get_context("fork").Process(target=_child_publishes, args=(mirror, sink))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert mirror.stats()["queued"] == 0  # the parent's own counters are untouched
+    mirror.close(1)

@@ -51,3 +51,21 @@ def test_findings_sort_by_severity_then_count() -> None:
                "stop.refusal": {"severity": "critical", "count": 7}}
     ordered = [code for code, _ in sorted(by_code.items(), key=severity_then_count)]
     assert ordered == ["stop.refusal", "format.json_invalid", "schema.key_missing", "style.markdown_drift"]
+
+
+def test_request_summary_is_bounded_and_storable() -> None:
+    """The stored request keeps the system, the last user turn and the tools, cut to bounds, without NUL."""
+    from shadowd.records import REQUEST_TEXT_LIMIT, summarise_request
+
+    summary = summarise_request({
+        "model": "m", "max_tokens": 5,
+        "system": [{"type": "text", "text": "s\x00" + "x" * (REQUEST_TEXT_LIMIT + 10)}],
+        "messages": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
+                     {"role": "user", "content": [{"type": "text", "text": "last"}, {"type": "image"}]}],
+        "tools": [{"name": "t", "input_schema": {"type": "object"}}, "not a tool"],
+    })
+    assert summary["last_user"] == "last\n[image]" and summary["messages"] == 3
+    assert len(summary["system"]) == REQUEST_TEXT_LIMIT and summary["system_cut"] == 12
+    assert "\x00" not in summary["system"]
+    assert summary["tools"] == [{"name": "t", "description": "", "input_schema": {"type": "object"}}]
+    assert summary["tools_total"] == 2

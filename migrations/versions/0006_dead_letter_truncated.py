@@ -1,7 +1,7 @@
 """Dead letters flag a payload kept only in part (a record larger than the dead-letter limit).
 
-Revision ID: 0004_dead_letter_truncated
-Revises: 0003_value_noise
+Revision ID: 0006_dead_letter_truncated
+Revises: 0005_verdict_request
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_dead_letter_truncated"
-down_revision: str | None = "0003_value_noise"
+revision: str = "0006_dead_letter_truncated"
+down_revision: str | None = "0005_verdict_request"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

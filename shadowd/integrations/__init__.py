@@ -1,0 +1,1 @@
+"""Integrations with the places production calls Claude from (LiteLLM)."""
