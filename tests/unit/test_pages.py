@@ -17,6 +17,7 @@ from shadowd.api import ApiState, create_app
 from shadowd.config import Config, load_config
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
+from shadowd.core.storable import escape_text
 from shadowd.metrics import Metrics
 from shadowd.pages.escape import clean, esc, url_part
 from shadowd.pages.svg import nice_ticks
@@ -25,6 +26,7 @@ from shadowd.records import VerdictRecord, summarise_request
 
 NOW = datetime.now(UTC)
 ROUTE = "<script>alert(1)</script>[bold]r\x00oute"
+STORED_ROUTE = escape_text(ROUTE)  # the store keeps NUL as a visible escape (docs/SPEC.md §1)
 HOSTILE_ID = 'req-<img src=x onerror=alert(1)>/"\'&?#x'
 CONFIG = """
 rollouts:
@@ -108,7 +110,7 @@ async def test_report_page_is_self_contained_and_escapes_data(client: TestClient
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     body = await response.text()
     _assert_inert(body)
-    assert esc(ROUTE) in body
+    assert esc(STORED_ROUTE) in body
     assert "Decision: ROLLBACK" in body
     assert body.count("<svg") >= 4 and "<polyline" in body and "<polygon" in body
     for section in ("timeline", "history", "findings", "latency", "routes"):
@@ -138,7 +140,7 @@ async def test_routes_table_marks_the_cheapest_model_not_worse(client: TestClien
     """GET /v1/routes: the regressed candidate is worse, and the cheap clean one is marked on each route."""
     table = await (await client.get("/v1/routes")).json()
     rows = {(r["route"], r["model"]): r for r in table["items"]}
-    for route in ("plain", ROUTE):
+    for route in ("plain", STORED_ROUTE):
         assert rows[(route, "claude-opus-4-7")]["judgement"] == "worse"
         assert rows[(route, "claude-sonnet-4-6")]["judgement"] == "not worse"
         marked = [r["model"] for r in table["items"] if r["route"] == route and r["recommended"]]
