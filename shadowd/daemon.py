@@ -89,8 +89,8 @@ async def async_run(
         return
     phase["now"] = "connecting to Kafka"
     models = model_client(config, metrics=metrics)
-    writer = BatchWriter(store, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
+    writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     # Records in flight are bounded so that their model calls fit in models.max_concurrency.
     max_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
     consumer = make_consumer(config.kafka, max_records=max_in_flight)

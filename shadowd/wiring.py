@@ -35,10 +35,11 @@ async def open_pipeline(
     metrics = metrics or Metrics()
     store = await open_store(db_url, upgrade=True)
     models = model_client(config, base_url, metrics)
-    writer = BatchWriter(store, metrics)
+    pipeline = ShadowPipeline(config, models, store, metrics)
+    writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     try:
         await writer.start()
-        yield ShadowPipeline(config, models, store, metrics), writer, store, models
+        yield pipeline, writer, store, models
     finally:
         await writer.close()
         await models.close()

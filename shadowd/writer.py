@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -13,7 +13,7 @@ import structlog
 from shadowd.metrics import Metrics
 from shadowd.pipeline import RecordOutcome
 from shadowd.ports import StoreRefused, StoreUnavailable, VerdictStore
-from shadowd.records import DeadLetter, VerdictRecord
+from shadowd.records import DeadLetter, SourceRecord, VerdictRecord
 
 log = structlog.get_logger("shadowd.writer")
 
@@ -39,6 +39,7 @@ class BatchWriter:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 10.0,
         linger_s: float = 0.005,
+        dead_letter: Callable[[SourceRecord, str, str], DeadLetter] | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics or Metrics()
@@ -46,6 +47,8 @@ class BatchWriter:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._linger_s = linger_s
+        # Builds the `unstorable:` letter; the pipeline's applies privacy.dead_letter_payload to the bytes.
+        self._dead_letter = dead_letter
         self._queue: asyncio.Queue[tuple[RecordOutcome, asyncio.Future[int]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.inserted = 0
@@ -116,17 +119,20 @@ class BatchWriter:
         except StoreRefused as exc:
             refused = exc
         record = outcome.record
-        letter = DeadLetter(
-            source=record.source, partition=record.partition, offset=record.offset,
-            reason=f"unstorable:{refused.what}",
-            detail=f"the store refused this record's rows: {refused.detail}",
-            payload=record.value, created_at=datetime.now(UTC),
-        )
-        self._metrics.dead_letters.labels(letter.reason).inc()
-        log.warning(
-            "dead_letter", reason=letter.reason, detail=letter.detail[:300], source=record.source,
-            partition=record.partition, offset=record.offset,
-        )
+        reason = f"unstorable:{refused.what}"
+        detail = f"the store refused this record's rows: {refused.detail}"
+        if self._dead_letter is not None:
+            letter = self._dead_letter(record, reason, detail)
+        else:
+            letter = DeadLetter(
+                source=record.source, partition=record.partition, offset=record.offset, reason=reason,
+                detail=detail, payload=record.value, created_at=datetime.now(UTC),
+            )
+            self._metrics.dead_letters.labels(letter.reason).inc()
+            log.warning(
+                "dead_letter", reason=letter.reason, detail=letter.detail[:300], source=record.source,
+                partition=record.partition, offset=record.offset,
+            )
         try:
             await self._save_until_stored([], [letter])
         except StoreRefused as exc:

@@ -216,3 +216,25 @@ async def test_an_outage_holds_the_write_and_readiness_says_why(store: SqlVerdic
         await client.close()
         await writer.close()
     assert await store.list_dead_letters(10) == []
+
+
+async def test_the_unstorable_letter_is_built_by_the_given_factory(store: SqlVerdictStore) -> None:
+    """The writer builds an `unstorable:` letter through the factory it was given (the pipeline's, which
+    applies the privacy settings to the payload), so a refused record's bytes are kept as configured."""
+    made: list[str] = []
+
+    def redacting(record: SourceRecord, reason: str, detail: str) -> DeadLetter:
+        made.append(reason)
+        return DeadLetter(source=record.source, partition=record.partition, offset=record.offset,
+                          reason=reason, detail=detail, payload=b"[redacted]", created_at=NOW)
+
+    writer = BatchWriter(store, retry_initial_s=0.01, dead_letter=redacting)
+    await writer.start()
+    try:
+        refused = outcome(7, "bad-\ud800")
+        await asyncio.wait_for(writer.write(refused), timeout=60)
+    finally:
+        await writer.close()
+    assert made == ["unstorable:invalid_unicode"]
+    (row,) = await store.list_dead_letters(10)
+    assert row["payload"] == "[redacted]" and row["reason"] == "unstorable:invalid_unicode"
