@@ -94,7 +94,7 @@ async def test_clean_candidate_walks_up_and_regressed_one_rolls_back(
     topic = await fresh_topic(partitions=3)
     config = config_for(tmp_path, fake_model, kafka_bootstrap, topic)
     os.environ["SHADOWD_ADMIN_TOKEN"] = ADMIN_TOKEN
-    daemon = DaemonProcess(config, fresh_database_url, tmp_path / "daemon.log", "--promoter-interval", "1").start()
+    daemon = DaemonProcess(config, fresh_database_url, tmp_path / "daemon.log", "--promoter-interval", "1", "--open-reads").start()
     stop_traffic = asyncio.Event()
     try:
         await daemon.wait_ready()

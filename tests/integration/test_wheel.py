@@ -18,7 +18,13 @@ def installed_shadowd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), str(ROOT)], check=True)
     wheel = next(folder.glob("shadowd-*.whl"))
     venv = folder / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # The dependencies come from the test run's own environment: its site-packages joins the new venv's
+    # path through a .pth line, which adds the folder without running its .pth files, so the checkout's
+    # editable install stays out and only the wheel's shadowd can be imported.
+    new_site = next((venv / "lib").glob("python3*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (new_site / "shadowd-test-deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
     return venv / "bin" / "shadowd"
 
