@@ -70,7 +70,7 @@ async def test_healthz_answers_while_the_database_is_down_and_readiness_waits_fo
         await asyncio.to_thread(pg_control.start)
         await daemon.wait_ready(timeout_s=120)
         ready_status, ready_body = await asyncio.to_thread(_get, f"{daemon.http_url}/readyz")
-        assert ready_status == 200 and isinstance(ready_body, dict) and set(ready_body["checks"]) == {"database"}
+        assert ready_status == 200 and isinstance(ready_body, dict) and set(ready_body["checks"]) == {"database", "writer"}
 
         async def kafka_reported() -> bool:
             _status, text = await asyncio.to_thread(_get, f"{daemon.http_url}/metrics")
