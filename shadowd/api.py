@@ -11,11 +11,11 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.auth import AuthThrottle, TokenRegistry
 from shadowd.config import Config
 from shadowd.logging import http_protocol_logger
 from shadowd.metrics import Metrics
+from shadowd.ports import Store
 
 log = structlog.get_logger("shadowd.api")
 
@@ -32,7 +32,7 @@ class ApiState:
     `admin` and `read` (SHADOWD_ADMIN_TOKEN, SHADOWD_READ_TOKEN)."""
 
     config: Config
-    store: SqlVerdictStore
+    store: Store
     metrics: Metrics
     admin_token: str | None = None
     read_token: str | None = None

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import DataError, SQLAlchemyError, StatementError
 
+from shadowd.adapters.sql_store.errors import read_error_kind
 from shadowd.api import OPEN_READS_KEY, STATE_KEY
 from shadowd.auth import Identity, Role, bearer_token
 
@@ -68,15 +68,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         reason = f"{request.method} {_printable(request.path)}: {exc.reason}"
         return error_response(exc.status, exc.reason.lower(), reason, headers=headers)
-    except (DataError, StatementError) as exc:
-        if isinstance(exc, DataError) or isinstance(exc.orig, ValueError | OverflowError | UnicodeError):
+    except Exception as exc:
+        kind = read_error_kind(exc)
+        if kind == "refused":
             # Input the checks let through but the database cannot hold: the caller's, not an outage.
             log.warning("api_parameter_refused_by_database", path=_printable(request.path), error=_kind(exc))
             return error_response(400, "bad parameter", "a parameter the database cannot use")
-        return _database_unavailable(request, exc)
-    except (SQLAlchemyError, OSError) as exc:
-        return _database_unavailable(request, exc)
-    except Exception as exc:  # a bug: the caller gets a JSON 500 without details, the log has the traceback
+        if kind == "unavailable":
+            return _database_unavailable(request, exc)
+        # A bug: the caller gets a JSON 500 without details, the log has the traceback.
         log.exception("api_internal_error", path=_printable(request.path), error=_kind(exc))
         return error_response(500, "internal error", "shadowd failed to answer; the server log has the cause")
 

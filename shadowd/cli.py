@@ -123,9 +123,9 @@ class ShadowdGroup(click.Group):
 def classify_failure(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for a failure: 2 bad usage, config or input; 3 unreachable; 4 a bug."""
     from pydantic import ValidationError
-    from sqlalchemy.exc import ArgumentError, DBAPIError
 
     from shadowd.adapters.database_url import DatabaseUrlError
+    from shadowd.adapters.sql_store.errors import database_failure
 
     if isinstance(exc, CliError):
         return exc.exit_code, str(exc)
@@ -138,11 +138,9 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
             f"SHADOWD_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         return EXIT_USAGE, f"bad setting: {problems}"
-    if isinstance(exc, ArgumentError):
-        return EXIT_USAGE, f"bad database URL: {first_line(exc)}"
-    if isinstance(exc, DBAPIError | OSError | TimeoutError | ConnectionError):
-        cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        return EXIT_UNREACHABLE, f"database unreachable: {type(cause).__name__}: {first_line(cause)}"
+    database = database_failure(exc)
+    if database is not None:
+        return (EXIT_USAGE if database[0] == "url" else EXIT_UNREACHABLE), database[1]
     name = type(exc).__name__
     if name in ("KafkaConnectionError", "KafkaTimeoutError", "APIConnectionError", "APITimeoutError"):
         return EXIT_UNREACHABLE, f"{'Kafka' if name.startswith('Kafka') else 'model API'} unreachable: {first_line(exc)}"

@@ -24,7 +24,7 @@ from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
 from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
-from shadowd.ports import ModelClient, VerdictStore
+from shadowd.ports import ModelClient, Store
 from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_request
 
 log = structlog.get_logger("shadowd.pipeline")
@@ -62,7 +62,7 @@ class ShadowPipeline:
         self,
         config: Config,
         models: ModelClient,
-        store: VerdictStore,
+        store: Store,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,

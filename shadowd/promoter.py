@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shadowd.adapters.sql_store import SqlVerdictStore
-from shadowd.core.gate import GATE_VERSION, Decision, GateDecision
+from shadowd.core.gate import GATE_VERSION, Decision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
-from shadowd.report import gate_view
+from shadowd.ports import Leadership, Store
+from shadowd.report import current_figures, gate_view
 
 log = structlog.get_logger("shadowd.promoter")
 
@@ -58,7 +55,7 @@ class ManualActionError(ValueError):
 
 
 async def evaluate_and_apply(
-    store: SqlVerdictStore, spec: RolloutSpec, now: datetime, actor: str = "gate"
+    store: Store, spec: RolloutSpec, now: datetime, actor: str = "gate"
 ) -> AppliedDecision:
     """One gate evaluation: decide from the stored verdicts, move the stage, record it."""
     await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now)
@@ -66,19 +63,20 @@ async def evaluate_and_apply(
     new_state: str | None = None
     stage_started: int | None = None
     if decision.decision == "promote":
-        stage_started = figures["samples"]
+        stage_started = figures.samples
     elif decision.decision == "rollback" and state.state != "rolled_back":
         new_state = "rolled_back"
     elif decision.decision == "complete" and state.state != "complete":
         new_state = "complete"
     return await _record(
-        store, spec, now, kind="gate", actor=actor, action="evaluate", decision=decision,
-        new_state=new_state, stage_started=stage_started,
+        store, spec, now, kind="gate", actor=actor, action="evaluate", decision=decision.decision,
+        reasons=decision.reasons, stage_index=decision.stage_index, canary_percent=decision.canary_percent,
+        figures=decision.figures.to_wire(), new_state=new_state, stage_started=stage_started,
     )
 
 
 async def apply_manual(
-    store: SqlVerdictStore,
+    store: Store,
     spec: RolloutSpec,
     action: ManualAction,
     actor: str,
@@ -105,8 +103,7 @@ async def apply_manual(
     elif action == "promote":
         if state in ("rolled_back", "complete"):
             raise ManualActionError(f"cannot promote a rollout that is {state}")
-        figures = await store.verdict_figures(spec.name)
-        stage_started = figures["samples"]
+        stage_started = (await current_figures(store, spec.name)).samples
         if index >= last:
             new_state, verdict = "complete", "complete"
         else:
@@ -115,12 +112,11 @@ async def apply_manual(
     elif action == "restart":
         if state != "rolled_back":
             raise ManualActionError(f"cannot restart a rollout that is {state}, only a rolled-back one")
-        figures = await store.verdict_figures(spec.name)
-        stage_started = figures["samples"]
+        stage_started = (await current_figures(store, spec.name)).samples
         new_state, verdict, index = "active", "hold", 0
         reasons = (
             f"restarted by an operator from the first stage ({spec.stages[0]}%); "
-            f"the gate still weighs the {figures['samples']} compared verdicts so far",
+            f"the gate still weighs the {stage_started} compared verdicts so far",
         )
     else:
         if state == "rolled_back":
@@ -129,65 +125,72 @@ async def apply_manual(
     if note:
         reasons = (*reasons, f"operator note: {note[:500]}")
     percent = 0 if new_state == "rolled_back" else spec.stages[index]
-    decision = GateDecision(decision=verdict, reasons=reasons, figures={}, stage_index=index, canary_percent=percent)
     return await _record(
-        store, spec, now, kind="manual", actor=actor, action=action, decision=decision,
-        new_state=new_state, stage_started=stage_started,
+        store, spec, now, kind="manual", actor=actor, action=action, decision=verdict, reasons=reasons,
+        stage_index=index, canary_percent=percent, figures={}, new_state=new_state, stage_started=stage_started,
     )
 
 
 async def _record(
-    store: SqlVerdictStore,
+    store: Store,
     spec: RolloutSpec,
     now: datetime,
     *,
     kind: str,
     actor: str,
     action: str,
-    decision: GateDecision,
+    decision: Decision,
+    reasons: tuple[str, ...],
+    stage_index: int,
+    canary_percent: int,
+    figures: dict[str, Any],
     new_state: str | None,
     stage_started: int | None,
 ) -> AppliedDecision:
+    """Write the decision to the audit trail (with the gate's figures, or none for a manual action)."""
+    recorded = {**figures, "gate_version": GATE_VERSION}
     await store.record_decision(
         spec.name,
         at=now,
         kind=kind,
         actor=actor,
         action=action,
-        decision=decision.decision,
-        stage_index=decision.stage_index,
-        canary_percent=decision.canary_percent,
-        reasons=decision.reasons,
-        figures={**decision.figures, "gate_version": decision.gate_version},
+        decision=decision,
+        stage_index=stage_index,
+        canary_percent=canary_percent,
+        reasons=reasons,
+        figures=recorded,
         new_state=new_state,
         stage_started_compared=stage_started,
     )
     return AppliedDecision(
         rollout=spec.name,
         action=action,
-        decision=decision.decision,
-        stage_index=decision.stage_index,
-        canary_percent=decision.canary_percent,
-        reasons=tuple(decision.reasons),
-        figures={**decision.figures, "gate_version": decision.gate_version},
+        decision=decision,
+        stage_index=stage_index,
+        canary_percent=canary_percent,
+        reasons=tuple(reasons),
+        figures=recorded,
         actor=actor,
         at=now,
-        gate_version=decision.gate_version,
+        gate_version=GATE_VERSION,
     )
 
 
 class PromoterLoop:
     """Evaluates active rollouts on a schedule while this process holds the promoter role.
 
-    On PostgreSQL the role is a session advisory lock on a connection kept open: a process that dies
-    loses it with its connection, and another takes over at its next tick. SQLite means one process.
+    The role is the store's `leadership(LOCK_KEY)`: on PostgreSQL a session advisory lock on a connection
+    kept open, so a process that dies loses it and another takes over at its next tick. Each tick that
+    holds it first counts verdicts stored without the writer (a bulk load) into the totals, so reads never
+    have to.
     """
 
     LOCK_KEY = "shadowd.promoter"
 
     def __init__(
         self,
-        store: SqlVerdictStore,
+        store: Store,
         specs: tuple[RolloutSpec, ...],
         *,
         interval_s: float,
@@ -203,27 +206,27 @@ class PromoterLoop:
         self.publish = publish
         self.metrics = metrics
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.is_leader = False
-        self._lock_connection: AsyncConnection | None = None
+        self._role: Leadership = store.leadership(self.LOCK_KEY)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
                 try:
-                    if await self._hold_role():
+                    if await self._role.hold():
                         await self.tick()
                 except Exception as exc:  # the database may be down: keep trying, never crash the daemon
                     log.error("promoter_tick_failed", error=repr(exc)[:500])
-                    await self._release()
+                    await self._role.release()
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
                 except TimeoutError:
                     pass
         finally:
-            await self._release()
+            await self._role.release()
 
     async def tick(self) -> list[AppliedDecision]:
         applied: list[AppliedDecision] = []
+        await self.store.roll_up()
         for spec in self.specs:
             await self.store.ensure_rollout(spec.name, spec.baseline, spec.candidate, self.clock())
             row = await self.store.rollout_state(spec.name)
@@ -243,34 +246,3 @@ class PromoterLoop:
             if self.publish is not None:
                 await self.publish(decision.to_dict())
         return applied
-
-    async def _hold_role(self) -> bool:
-        if self.store.dialect != "postgresql":
-            self.is_leader = True
-            return True
-        if self._lock_connection is not None:
-            await self._lock_connection.execute(text("SELECT 1"))
-            return True
-        connection = await self.store.engine.connect()
-        try:
-            got = (
-                await connection.execute(text("SELECT pg_try_advisory_lock(hashtext(:key))"), {"key": self.LOCK_KEY})
-            ).scalar_one()
-            await connection.commit()
-        except Exception:
-            await connection.close()
-            raise
-        if not got:
-            await connection.close()
-            self.is_leader = False
-            return False
-        self._lock_connection = connection
-        self.is_leader = True
-        return True
-
-    async def _release(self) -> None:
-        connection, self._lock_connection = self._lock_connection, None
-        self.is_leader = False
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.invalidate()

@@ -12,6 +12,8 @@ from shadowd.core.findings import Finding, Status
 from shadowd.core.judge import Grading
 from shadowd.core.noise import NoiseObservation
 from shadowd.core.results import SideResult
+from shadowd.core.storable import escape_text, finite_or_none
+from shadowd.core.tally import VerdictFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,27 @@ class VerdictRecord:
             "source": {"source": self.source, "partition": self.partition, "offset": self.offset},
             "request": self.request,
         }
+
+
+def verdict_facts(v: VerdictRecord) -> VerdictFacts:
+    """What the rollout's totals count of one verdict, as a store keeps it (text escaped, non-finite numbers
+    nulled: what PostgreSQL cannot hold)."""
+    b, c, grading = v.baseline, v.candidate, v.grading
+    return VerdictFacts(
+        rollout=v.rollout,
+        route=escape_text(v.route),
+        status=v.status.value,
+        baseline_noise_blocking=v.baseline_noise_blocking,
+        grading=grading.status if grading else None,
+        baseline_acceptable=grading.baseline_acceptable if grading else None,
+        candidate_acceptable=grading.candidate_acceptable if grading else None,
+        grading_cost_usd=finite_or_none(grading.cost_usd) if grading else None,
+        baseline_latency_ms=finite_or_none(b.latency_ms) if b else None,
+        candidate_latency_ms=finite_or_none(c.latency_ms) if c else None,
+        baseline_cost_usd=finite_or_none(b.cost_usd) if b else None,
+        candidate_cost_usd=finite_or_none(c.cost_usd) if c else None,
+        findings=tuple((f.code, f.severity.value, f.noise) for f in v.findings),
+    )
 
 
 def _side_summary(side: SideResult | None) -> dict[str, Any] | None:

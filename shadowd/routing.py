@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.config import Config
+from shadowd.core.figures import route_figures
 from shadowd.core.gate import GateConfig
 from shadowd.core.stats import PairedCounts, percentile, sequential_bounds, wilson_interval
+from shadowd.ports import Store
 
 # The mixing scale floor the gate uses for a zero tolerance (shadowd.core.gate._MIN_MIXING_SCALE).
 _MIN_MIXING_SCALE = 0.005
@@ -59,12 +60,12 @@ def _judge(entry: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     return {"verdict": verdict, "increase": bounds.estimate, "increase_ci": [bounds.lower, bounds.upper]}
 
 
-async def build_routes_table(store: SqlVerdictStore, config: Config) -> dict[str, Any]:
+async def build_routes_table(store: Store, config: Config) -> dict[str, Any]:
     """Rows per route and model (the baseline once per route, each rollout's candidate), the cheapest marked."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     baselines: dict[tuple[str, str], dict[str, Any]] = {}
     for spec in config.rollouts:
-        for route, entry in sorted((await store.route_figures(spec.name)).items()):
+        for route, entry in sorted(route_figures(await store.rollout_totals(spec.name)).items()):
             latencies = await store.route_latencies(spec.name, route, LATENCY_SAMPLE)
             n = entry["samples"]
             judged = _judge(entry, spec.gate)

@@ -130,10 +130,63 @@ class RolloutState:
 
 
 @dataclass(frozen=True, slots=True)
+class GateFigures:
+    """The figures one gate evaluation decided on (the decision's `figures` on the wire, in this order)."""
+
+    candidate_regression_rate: float | None
+    candidate_regression_rate_low: float
+    candidate_regression_rate_high: float
+    baseline_noise_rate: float | None
+    baseline_noise_rate_low: float
+    baseline_noise_rate_high: float
+    rate_increase: float
+    rate_increase_lower: float
+    rate_increase_upper: float
+    max_regression_rate_increase: float
+    confidence: float
+    gate_version: str
+    stage_index: int
+    stage_percent: int
+    samples: int
+    stage_samples: int
+    min_samples: int
+    errors: int
+    candidate_regressions: int
+    baseline_noise_regressions: int
+    both_regressed: int
+    latency_p95_baseline_ms: float | None
+    latency_p95_candidate_ms: float | None
+    latency_p95_ratio: float | None
+    max_latency_p95_ratio: float
+    cost_usd_baseline: float
+    cost_usd_candidate: float
+    cost_ratio: float | None
+    max_cost_ratio: float
+    judged: int
+    graded: int
+    graded_share: float | None
+    baseline_acceptable_rate: float | None
+    baseline_acceptable_low: float
+    baseline_acceptable_high: float
+    candidate_acceptable_rate: float | None
+    candidate_acceptable_low: float
+    candidate_acceptable_high: float
+    quality_candidate_worse: int
+    quality_candidate_better: int
+    judge_failed_streak: int
+    # The stage the decision leaves the rollout at (the next one on promote) and its canary share.
+    next_stage_index: int
+    canary_percent: int
+
+    def to_wire(self) -> dict[str, float | int | str | None]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
 class GateDecision:
     decision: Decision
     reasons: tuple[str, ...]
-    figures: dict[str, float | int | str | None]
+    figures: GateFigures
     stage_index: int
     canary_percent: int
     gate_version: str = GATE_VERSION
@@ -329,9 +382,8 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     context = [non_inferior.sentence, latency.sentence, cost.sentence, *notes]
 
     def decide(decision: Decision, reasons: list[str], stage_index: int, canary: int) -> GateDecision:
-        figures["next_stage_index"] = stage_index
-        figures["canary_percent"] = canary
-        return GateDecision(decision, tuple(dict.fromkeys(reasons)), dict(figures), stage_index, canary)
+        typed = GateFigures(**figures, next_stage_index=stage_index, canary_percent=canary)  # type: ignore[arg-type]
+        return GateDecision(decision, tuple(dict.fromkeys(reasons)), typed, stage_index, canary)
 
     if state.state == "paused":
         return decide("hold", ["paused by an operator", *context], state.stage_index, current)

@@ -7,33 +7,35 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.config import Config
+from shadowd.core.figures import route_figures
 from shadowd.core.histogram import bucket_value
 from shadowd.core.rollout import RolloutSpec
 from shadowd.core.stats import PairedCounts, sequential_bounds, wilson_interval
 from shadowd.pages import svg
 from shadowd.pages.base import page
 from shadowd.pages.escape import esc, url_part
+from shadowd.ports import Store
 from shadowd.report import SEVERITY_ORDER, build_report
 from shadowd.routing import build_routes_table
 
 _MIN_MIXING_SCALE = 0.005  # as the gate (shadowd.core.gate)
 
 
-async def report_page_data(store: SqlVerdictStore, spec: RolloutSpec, config: Config) -> dict[str, Any]:
+async def report_page_data(store: Store, spec: RolloutSpec, config: Config) -> dict[str, Any]:
     """Everything the page shows, read from the store (the report, history, timeline, breakdowns)."""
     report = await build_report(store, spec, lambda route: config.rules_for(route).value_noise_threshold)
     routes = await build_routes_table(store, config)
     own_routes = set(report["by_route"])
+    totals = await store.rollout_totals(spec.name)
     return {
         "report": report,
         "history": list(reversed(await store.list_decisions(spec.name, limit=200))),
         "timeline": await store.regression_timeline(spec.name),
         "by_code_route": await store.findings_by_code_route(spec.name),
         "noisy_paths": await store.noisy_paths(spec.name),
-        "latency": await store.latency_histograms(spec.name),
-        "route_figures": await store.route_figures(spec.name),
+        "latency": totals.histograms(),
+        "route_figures": route_figures(totals),
         "routes": [r for r in routes["items"] if r["route"] in own_routes and r["baseline"] == spec.baseline],
         "tolerance": spec.gate.max_regression_rate_increase,
         "confidence": spec.gate.confidence,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.config import Config
 from shadowd.core.rollout import RolloutSpec
 from shadowd.pages.report_page import render_report_page, report_page_data
 from shadowd.pages.verdict_page import render_verdict_page
+from shadowd.ports import Store
 
 
-async def write_rollout_site(store: SqlVerdictStore, spec: RolloutSpec, config: Config, folder: Path) -> Path:
+async def write_rollout_site(store: Store, spec: RolloutSpec, config: Config, folder: Path) -> Path:
     """`folder/report.html` and `folder/verdicts/ID.html` for every example request id; returns the report's path."""
     data = await report_page_data(store, spec, config)
     verdict_folder = folder / "verdicts"

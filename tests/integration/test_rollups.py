@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from shadowd.adapters.sql_schema import findings, verdicts
 from shadowd.adapters.sql_store import open_store
+from shadowd.core.figures import verdict_figures
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
 from shadowd.core.stats import percentile
@@ -58,7 +59,7 @@ async def test_concurrent_inserts_and_roll_ups_count_every_verdict_once(fresh_da
         await asyncio.gather(*(writer(all_verdicts[i::4]) for i in range(4)))
         done.set()
         await asyncio.gather(*rollers)
-        figures = await store.verdict_figures("r")
+        figures = verdict_figures(await store.rollout_totals("r")).to_wire()
 
         async with store.engine.connect() as connection:
             direct = dict((await connection.execute(

@@ -116,14 +116,14 @@ def test_promotion_reasons_carry_the_numbers() -> None:
     decision = evaluate_gate(CONFIG, RolloutState(STAGES, 1), GOOD)
     text = "\n".join(decision.reasons)
     figures = decision.figures
-    upper = figures["rate_increase_upper"]
+    upper = figures.rate_increase_upper
     assert isinstance(upper, float) and upper <= 0.01
     assert "regression rate 1.00% vs baseline noise 1.00% (increase 0.00%, n=5000)" in text
     assert f"upper 95% bound of the increase {upper:.2%} ≤ 1.00%" in text
     assert "latency p95 ratio 1.10 (candidate 990 ms vs baseline 900 ms) ≤ 1.50" in text
     assert "cost ratio 1.20 (candidate $12.0000 vs baseline $10.0000) ≤ 2.00" in text
-    assert figures["samples"] == 5000 and figures["stage_percent"] == 5 and figures["canary_percent"] == 25
-    assert figures["latency_p95_ratio"] == pytest.approx(1.1) and figures["cost_ratio"] == pytest.approx(1.2)
+    assert figures.samples == 5000 and figures.stage_percent == 5 and figures.canary_percent == 25
+    assert figures.latency_p95_ratio == pytest.approx(1.1) and figures.cost_ratio == pytest.approx(1.2)
 
 
 def test_rollback_reasons_lead_with_the_failure() -> None:
@@ -133,7 +133,7 @@ def test_rollback_reasons_lead_with_the_failure() -> None:
     assert decision.reasons[0].startswith("regression rate 6.10% vs baseline noise 0.60%")
     assert decision.reasons[1].startswith("cost ratio 3.00")
     assert not any("not yet shown" in reason for reason in decision.reasons)
-    lower = decision.figures["rate_increase_lower"]
+    lower = decision.figures.rate_increase_lower
     assert isinstance(lower, float) and lower > 0.01
 
 
@@ -142,7 +142,7 @@ def test_error_verdicts_are_reported_not_counted() -> None:
     with_errors = evaluate_gate(CONFIG, RolloutState(STAGES, 1), ev(GOOD, errors=37))
     assert with_errors.decision == "promote"
     assert "37 error verdicts (no fair comparison) are not counted" in with_errors.reasons
-    assert with_errors.figures["errors"] == 37
+    assert with_errors.figures.errors == 37
 
 
 def test_zero_tolerance_never_promotes_an_identical_candidate() -> None:
@@ -206,14 +206,14 @@ def test_every_decision_keeps_the_gate_invariants(evidence: Evidence, stage_inde
     promotion needs shown non-inferiority; every decision names the gate version."""
     decision: GateDecision = evaluate_gate(CONFIG, RolloutState(STAGES, stage_index), evidence)
     assert decision.reasons
-    assert decision.gate_version == GATE_VERSION and decision.figures["gate_version"] == GATE_VERSION
+    assert decision.gate_version == GATE_VERSION and decision.figures.gate_version == GATE_VERSION
     if evidence.samples < CONFIG.min_samples:
         assert decision.decision in ("hold", "rollback")
         if decision.decision == "rollback":
-            lower = decision.figures["rate_increase_lower"]
+            lower = decision.figures.rate_increase_lower
             assert isinstance(lower, float) and lower > CONFIG.max_regression_rate_increase
     if decision.decision in ("promote", "complete"):
-        upper = decision.figures["rate_increase_upper"]
+        upper = decision.figures.rate_increase_upper
         assert isinstance(upper, float) and upper <= CONFIG.max_regression_rate_increase
         assert evidence.stage_samples >= CONFIG.min_samples
         assert decision.canary_percent == (STAGES[stage_index + 1] if decision.decision == "promote" else 100)

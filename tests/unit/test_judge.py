@@ -270,9 +270,9 @@ def test_gate_reports_graded_share_and_acceptability_per_side() -> None:
         judged=200, graded=180, baseline_acceptable=170, candidate_acceptable=168,
         quality_candidate_worse=6, quality_candidate_better=4, candidate_regressions=6,
         baseline_noise_regressions=4))
-    assert decision.figures["graded_share"] == pytest.approx(0.9)
-    assert decision.figures["candidate_acceptable_rate"] == pytest.approx(168 / 180)
-    low, high = decision.figures["candidate_acceptable_low"], decision.figures["candidate_acceptable_high"]
+    assert decision.figures.graded_share == pytest.approx(0.9)
+    assert decision.figures.candidate_acceptable_rate == pytest.approx(168 / 180)
+    low, high = decision.figures.candidate_acceptable_low, decision.figures.candidate_acceptable_high
     assert low is not None and high is not None and low < 168 / 180 < high
     assert any(r.startswith("quality: 180 of 200 judged verdicts graded") and "worse on 6, better on 4" in r
                for r in decision.reasons)

@@ -44,7 +44,7 @@ def test_noise_counts_and_calls_are_stored_once_per_verdict(tmp_path: Path) -> N
             assert model.path_rate("$.summary") is not None
             assert (model.paths["$.summary"], model.paths["$.category"]) == ([1, 2], [0, 2])
             assert model.codes == {"length.drift": 1}
-            assert await store.model_calls("r") == {"replayed": 4, "noise_checked": 3, "model_calls": 11}
+            assert (await store.model_calls("r")).to_wire() == {"replayed": 4, "noise_checked": 3, "model_calls": 11}
         finally:
             await store.close()
 
