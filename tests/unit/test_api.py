@@ -3,8 +3,7 @@ Argo Rollouts / Flagger contracts."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,12 +12,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from shadowd.adapters.memory_store import MemoryStore
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
 from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import Config, load_config
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
 from shadowd.metrics import Metrics
+from shadowd.ports import Store
 from shadowd.records import VerdictRecord
 
 ADMIN, READ = "admin-secret", "read-secret"
@@ -78,30 +79,17 @@ def _verdict(rollout: str, index: int, regression: bool) -> VerdictRecord:
     )
 
 
-async def _seed(path: Path) -> None:
-    opened = await open_store("sqlite:///" + str(path), upgrade=True)
-    try:
-        records = [_verdict("regressed", i, regression=i < 24) for i in range(40)]
-        records += [_verdict("clean", i, regression=False) for i in range(40)]
-        await opened.save(records, [])
-    finally:
-        await opened.close()
-
-
-@pytest.fixture(scope="module")
-def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Migrated and seeded once per module; each test works on its own copy."""
-    path = tmp_path_factory.mktemp("seed") / "db.sqlite"
-    asyncio.run(_seed(path))
-    return path
+def _seed_records() -> list[VerdictRecord]:
+    records = [_verdict("regressed", i, regression=i < 24) for i in range(40)]
+    return records + [_verdict("clean", i, regression=False) for i in range(40)]
 
 
 @pytest.fixture
-async def store(tmp_path: Path, seeded_db: Path) -> AsyncIterator[SqlVerdictStore]:
-    shutil.copyfile(seeded_db, tmp_path / "db.sqlite")
-    opened = await open_store("sqlite:///" + str(tmp_path / "db.sqlite"))
-    yield opened
-    await opened.close()
+async def store() -> MemoryStore:
+    """The store's in-memory twin, seeded (tests/integration/test_store_contract.py holds it to the SQL store)."""
+    twin = MemoryStore()
+    await twin.save(_seed_records(), [])
+    return twin
 
 
 @pytest.fixture
@@ -112,7 +100,7 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-async def make_client(config: Config, store: SqlVerdictStore) -> AsyncIterator[MakeClient]:
+async def make_client(config: Config, store: Store) -> AsyncIterator[MakeClient]:
     clients: list[TestClient[Any, Any]] = []
 
     async def make(**overrides: Any) -> TestClient[Any, Any]:
@@ -788,3 +776,14 @@ async def test_read_endpoint_database_error_is_503_json(
     response = await client.get("/v1/rollouts/clean")
     assert response.status == 503
     assert (await response.json())["error"] == "database unavailable"
+
+
+async def test_store_outage_reads_answer_503_without_details(make_client: MakeClient, store: MemoryStore) -> None:
+    """A store that says it is unavailable (StoreUnavailable, not a driver error) makes reads 503, never 500."""
+    client = await make_client()
+    assert (await client.get("/v1/rollouts/clean")).status == 200
+    store.unavailable = True
+    response = await client.get("/v1/rollouts/clean")
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"] == "database unavailable" and "in-memory" not in json.dumps(body)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
-from shadowd.adapters.sql_store import SqlVerdictStore, open_store
+from shadowd.adapters.memory_store import MemoryStore
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.findings import Status
 from shadowd.core.judge import grading_sampled
@@ -41,13 +41,13 @@ def record(data: dict[str, Any], offset: int = 1) -> SourceRecord:
 
 async def make(
     tmp_path: Path, models: dict[str, Any], *, judge: str = "", extra: str = ROLLOUT
-) -> tuple[ShadowPipeline, FakeModelServer, SqlVerdictStore]:
+) -> tuple[ShadowPipeline, FakeModelServer, MemoryStore]:
     server = await start_fake_model(parse_behaviours({"models": models}))
     path = tmp_path / "shadowd.yaml"
     routes = f"routes:\n  chat:\n    judge:\n{judge}" if judge else ""
     path.write_text(f"models:\n  base_url: {server.base_url}\n{routes}{extra}")
     config: Config = load_config(path, Settings())
-    store = await open_store(f"sqlite:///{tmp_path / 'v.db'}", upgrade=True)
+    store = MemoryStore()
     client = AnthropicModelClient(base_url=server.base_url, api_key="k", timeout_s=30, max_concurrency=16,
                                   profiles=config.profiles, retry=RetryPolicy(max_attempts=2, base_delay_s=0.01))
     return ShadowPipeline(config, client, store), server, store
