@@ -85,7 +85,8 @@ verdicts = Table(
     Column("offset", BigInteger),
     Column("captured_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    # False until the verdict is folded into the rollup tables (exactly once, whatever the commit order).
+    # True once the verdict is counted in the rollup tables: save() inserts it counted, in the same transaction;
+    # a row written some other way (a bulk load) stays False until roll_up() counts it, exactly once.
     Column("rolled_up", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("rollout", "request_id", name="uq_verdicts_rollout_request"),
     Index("ix_verdicts_rollout_id", "rollout", "id"),
@@ -131,8 +132,8 @@ dead_letters = Table(
     Index("ix_dead_letters_reason", "reason"),
 )
 
-# Running totals per rollout, kept by SqlVerdictStore.roll_up(): reports read these small tables
-# instead of aggregating every verdict.
+# Running totals per rollout, kept by SqlVerdictStore.save() (and roll_up() for rows written without it):
+# reports read these small tables instead of aggregating every verdict, and never write them.
 rollup_status = Table(
     "rollup_status",
     metadata,
