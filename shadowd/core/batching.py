@@ -8,6 +8,7 @@ how long to wait between polls and what an individual result means for a side al
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ def custom_id(request_id: str, model: str, slot: Slot) -> str:
     """
     if slot not in SLOTS:
         raise ValueError(f"unknown batch slot {slot!r}; expected one of {', '.join(SLOTS)}")
-    key = "\0".join((request_id, model, slot)).encode("utf-8", errors="surrogatepass")
+    # JSON keeps the parts apart whatever they hold (a NUL in a request id cannot fake a model name).
+    key = json.dumps([request_id, model, slot], ensure_ascii=True).encode()
     return f"{slot[0]}-{hashlib.sha256(key).hexdigest()[:48]}"
 
 
