@@ -23,13 +23,21 @@ from shadowd.auth import AuthThrottle, TokenFileError, hash_token, load_tokens
 from shadowd.config import Config, load_config
 from shadowd.logging import configure_logging, register_secrets
 from shadowd.metrics import Metrics
-from tests.unit.test_api import CONFIG, _seed
+from tests.unit.test_api import CONFIG, _seed_records
 
 ADMIN, READ, ALICE = "admin-Secr3t-token", "read-Secr3t-token", "alice-Secr3t-token"
 SECRETS = (ADMIN, READ, ALICE)
 DB_SECRET_TEXT = "password authentication failed for user \"shadowd_owner\" at db.internal.example:5432"
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+async def _seed(path: Path) -> None:
+    opened = await open_store("sqlite:///" + str(path), upgrade=True)
+    try:
+        await opened.save(_seed_records(), [])
+    finally:
+        await opened.close()
 
 
 @pytest.fixture(scope="module")
