@@ -225,7 +225,7 @@ rollout_calls = Table(
     Column("replayed", BigInteger, nullable=False),  # verdicts with at least one model call
     Column("noise_checked", BigInteger, nullable=False),
     Column("model_calls", BigInteger, nullable=False),
-    # Calls and USD by purpose (shadowd.core.spend.Spend; 0007_call_spend).
+    # Calls and USD by purpose (shadowd.core.spend.Spend; 0008_call_spend).
     Column("replay_calls", BigInteger, nullable=False, server_default="0"),
     Column("replay_usd", Float, nullable=False, server_default="0"),
     Column("noise_calls", BigInteger, nullable=False, server_default="0"),

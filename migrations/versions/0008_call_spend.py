@@ -1,7 +1,7 @@
 """Model calls and USD per rollout by purpose (replay, noise check, grading) and prompt-cache figures.
 
-Revision ID: 0007_call_spend
-Revises: 0006_dead_letter_truncated
+Revision ID: 0008_call_spend
+Revises: 0007_replay_batches
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_call_spend"
-down_revision: str | None = "0006_dead_letter_truncated"
+revision: str = "0008_call_spend"
+down_revision: str | None = "0007_replay_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
