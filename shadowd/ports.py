@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.results import SideResult
+from shadowd.core.spend import Spend
 from shadowd.core.tally import ModelCalls, RolloutTotals
 from shadowd.records import DeadLetter, VerdictRecord
 
@@ -95,6 +96,10 @@ class VerdictStore(Protocol):
 
     async def model_calls(self, rollout: str) -> ModelCalls:
         """Verdicts that made model calls, how many were noise-checked, and the calls they made."""
+        ...
+
+    async def call_spend(self, rollout: str) -> tuple[Spend, int]:
+        """The rollout's calls and USD by purpose, and how many gate decisions (promote or rollback) it took."""
         ...
 
     async def noise_counts(

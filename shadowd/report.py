@@ -92,6 +92,7 @@ async def read_report(
     """The typed report of one rollout, read from the store (a read: it changes nothing)."""
     decision, state, figures = await gate_view(store, spec)
     calls = await store.model_calls(spec.name)
+    spend, gate_decisions = await store.call_spend(spec.name)
     errors_by_reason = await store.error_reason_counts(spec.name) if figures.counts.get("error") else {}
     reasons = tuple(decision.reasons)
     if state.state == "rolled_back":
@@ -105,6 +106,8 @@ async def read_report(
         examples=await store.example_request_ids(spec.name, codes),
         calls=calls,
         noisiest=await noisiest(store, spec, threshold_for),
+        spend=spend,
+        gate_decisions=gate_decisions,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from shadowd.core.findings import Finding, Status
 from shadowd.core.judge import Grading
 from shadowd.core.results import SideResult
+from shadowd.core.spend import Spend
 from shadowd.core.storable import escape_text, finite_or_none, storable_json
 from shadowd.core.tally import (
     COMPARED_STATUSES,
@@ -101,6 +102,7 @@ class MemoryStore:
         self._totals: dict[str, _Totals] = {}
         self._noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
         self._calls: dict[str, ModelCalls] = {}
+        self._spend: dict[str, Spend] = {}
         self._rollouts: dict[str, RolloutRow] = {}
         self._decisions: list[DecisionRow] = []
         self._leaders: dict[str, MemoryLeadership] = {}
@@ -169,6 +171,8 @@ class MemoryStore:
                 calls.noise_checked + (record.baseline_repeat is not None),
                 calls.model_calls + record.model_calls,
             )
+            if record.spend is not None:
+                self._spend[record.rollout] = self._spend.get(record.rollout, Spend()) + record.spend
         observation = record.noise_observation
         if observation is None or record.baseline is None:
             return
@@ -215,6 +219,12 @@ class MemoryStore:
     async def model_calls(self, rollout: str) -> ModelCalls:
         self._check()
         return self._calls.get(rollout, ModelCalls())
+
+    async def call_spend(self, rollout: str) -> tuple[Spend, int]:
+        self._check()
+        taken = sum(1 for row in self._decisions if row["rollout"] == rollout and row["kind"] == "gate"
+                    and row["decision"] in ("promote", "rollback"))
+        return self._spend.get(rollout, Spend()), taken
 
     async def noise_counts(
         self, baseline: str, since: datetime, route: str | None = None

@@ -13,6 +13,7 @@ from typing import Any
 from shadowd.core.figures import CodeCount, Percentiles, VerdictFigures
 from shadowd.core.gate import JUDGE_SILENT_AFTER, GateDecision, RolloutState
 from shadowd.core.rollout import RolloutSpec
+from shadowd.core.spend import Spend, spend_report
 from shadowd.core.stats import wilson_interval
 from shadowd.core.tally import GradeTotals, ModelCalls
 
@@ -229,6 +230,9 @@ class RolloutReport:
     judge: JudgeReport | None
     noise_check: NoiseCheck
     noisiest: Mapping[str, NoisiestRoute]
+    # Model calls and USD by purpose over the rollout, and the gate decisions (promote, rollback) taken.
+    spend: Spend
+    gate_decisions: int
 
     @property
     def decision(self) -> str:
@@ -291,6 +295,7 @@ class RolloutReport:
             "judge": self.judge.to_wire() if self.judge is not None else None,
             "noise_check": self.noise_check.to_wire(),
             "noisiest": {route: entry.to_wire() for route, entry in self.noisiest.items()},
+            "spend": spend_report(self.spend, compared, self.gate_decisions),
         }
 
 
@@ -311,6 +316,8 @@ def compose_report(
     examples: Mapping[str, list[str]],
     calls: ModelCalls,
     noisiest: Mapping[str, NoisiestRoute],
+    spend: Spend,
+    gate_decisions: int,
 ) -> RolloutReport:
     """The report from what the store returned and what the gate decided on it."""
     compared = figures.samples
@@ -356,6 +363,8 @@ def compose_report(
             model_calls_per_compared=rate(calls.model_calls, compared),
         ),
         noisiest=noisiest,
+        spend=spend,
+        gate_decisions=gate_decisions,
     )
 
 

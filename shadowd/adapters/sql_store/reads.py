@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, and_, case, cast, func, select
 
 from shadowd.adapters.sql_schema import (
+    decisions,
     findings,
     noise_counts,
     rollout_calls,
@@ -26,6 +27,7 @@ from shadowd.adapters.sql_store.base import SqlBase
 from shadowd.adapters.sql_store.rows import utc, verdict_from_row
 from shadowd.core.findings import Status
 from shadowd.core.judge import Grading
+from shadowd.core.spend import Spend
 from shadowd.core.tally import (
     COMPARED_STATUSES,
     CodeTotal,
@@ -67,6 +69,19 @@ class VerdictReads(SqlBase):
         if row is None:
             return ModelCalls()
         return ModelCalls(int(row.replayed), int(row.noise_checked), int(row.model_calls))
+
+    async def call_spend(self, rollout: str) -> tuple[Spend, int]:
+        """The rollout's calls and USD by purpose, and how many gate decisions (promote or rollback) it took."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(rollout_calls).where(rollout_calls.c.rollout == rollout))).first()
+            taken = (await connection.execute(
+                select(func.count()).select_from(decisions).where(
+                    decisions.c.rollout == rollout, decisions.c.kind == "gate",
+                    decisions.c.decision.in_(("promote", "rollback")),
+                )
+            )).scalar_one()
+        total = Spend() if row is None else Spend.from_row(row._mapping)
+        return total, int(taken)
 
     async def list_verdicts(
         self, rollout: str, where: VerdictFilter, limit: int = 100, before_id: int | None = None

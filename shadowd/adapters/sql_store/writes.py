@@ -25,6 +25,7 @@ from shadowd.adapters.sql_schema import (
 from shadowd.adapters.sql_store.base import SqlBase
 from shadowd.adapters.sql_store.errors import classify_store_error
 from shadowd.adapters.sql_store.rows import dead_letter_row, facts_of_row, utc, verdict_row
+from shadowd.core.spend import Spend
 from shadowd.core.storable import escape_text
 from shadowd.core.tally import GRADE_COUNTS, STATUS_COUNTS, RollupDelta, tally
 from shadowd.records import DeadLetter, VerdictRecord, verdict_facts
@@ -113,6 +114,7 @@ class VerdictWrites(SqlBase):
         """Fold the new verdicts' noise observations and model calls into their running counts."""
         noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
         calls: dict[str, list[int]] = {}
+        spend: dict[str, Spend] = {}
         for record in records:
             spent = record.model_calls
             if spent:
@@ -120,6 +122,8 @@ class VerdictWrites(SqlBase):
                 entry[0] += 1
                 entry[1] += record.baseline_repeat is not None
                 entry[2] += spent
+                if record.spend is not None:
+                    spend[record.rollout] = spend.get(record.rollout, Spend()) + record.spend
             observation = record.noise_observation
             if observation is None or record.baseline is None:
                 continue
@@ -138,7 +142,8 @@ class VerdictWrites(SqlBase):
             for k, v in sorted(noise.items())
         ])
         await self._add(connection, rollout_calls, ["rollout"], [
-            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2]}
+            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2],
+             **spend.get(k, Spend()).as_row()}
             for k, v in sorted(calls.items())
         ])
 
