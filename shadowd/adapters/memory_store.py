@@ -5,6 +5,8 @@ idempotent on (rollout, request_id) and on a dead letter's source position; the 
 by `save` with the same core rules (shadowd.core.tally); text is escaped as the SQL store escapes it,
 so what reads back is what PostgreSQL would have returned. Setting `unavailable` makes every call raise
 StoreUnavailable, as a database outage would.
+
+Over 400 lines on purpose: the whole port in one file, read method by method against the SQL package.
 """
 
 from __future__ import annotations

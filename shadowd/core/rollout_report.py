@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shadowd.core.figures import CodeCount, Percentiles, VerdictFigures
+from shadowd.core.figures import CodeCount, VerdictFigures
 from shadowd.core.gate import JUDGE_SILENT_AFTER, GateDecision, RolloutState
 from shadowd.core.rollout import RolloutSpec
 from shadowd.core.spend import Spend, spend_report
@@ -372,4 +372,4 @@ def _code_rate(entry: CodeCount, compared: int) -> CodeRate:
     return CodeRate(entry.severity, entry.count, rate(entry.count, compared))
 
 
-__all__ = ["Percentiles", "RolloutReport", "compose_report", "severity_then_count"]
+__all__ = ["RolloutReport", "compose_report", "severity_then_count"]
