@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH_DIR, ROOT, Figure, fake_model, log, machine, write_behaviours
 from daemon_run import run_daemons as _run_daemons
 
-FIGURES = ("pipeline", "concurrency", "comparator", "queries", "scaleout")
+FIGURES = ("pipeline", "concurrency", "comparator", "queries", "scaleout", "cost")
 OPTIONAL = ("profile", "judge")
 
 # Sizes: (full, --quick).
@@ -267,6 +267,35 @@ def figure_judge(work: Path, quick: bool) -> list[Figure]:
     return figures
 
 
+COST_TABLES: list[str] = []
+
+
+def figure_cost(work: Path, quick: bool) -> list[Figure]:
+    """Model calls and USD per compared verdict and per gate decision by purpose (benchmarks/cost_bench.py)."""
+    result = run_json([sys.executable, str(BENCH_DIR / "cost_bench.py"), "--requests", "450" if quick else "900"],
+                      timeout_s=1800)
+    COST_TABLES.append(
+        f"calls and dollars per decision ({result['requests']} demo requests per row; a decision = "
+        f"{result['decision_verdicts']:,} compared verdicts; benchmarks/cost_bench.py):\n{result['table']}"
+    )
+    figures = []
+    for row in result["rows"]:
+        key = "cost_" + row["row"].replace(" ", "_").replace(",", "").replace("+", "and")
+        if "not_measured" in row:
+            figures.append(Figure(key, f"{row['row']}: model calls per compared verdict", None, "calls/verdict",
+                                  "report", None, details=row, note=f"not measured: {row['not_measured']}"))
+            continue
+        total = row["calls_per_compared"]["total"]
+        judged = row["noise_check"] == 0.2 and row["mode"] == "live" and not row.get("grading")
+        figures.append(Figure(
+            key, f"{row['row']}: model calls per compared verdict", total, "calls/verdict",
+            "<= 2.3" if judged else "report", (total <= 2.3) if judged else None, details=row,
+            note=f"${row['usd_per_compared']['total']:.6f} per compared verdict; per decision "
+                 f"{row['calls_per_decision']:,.0f} calls, ${row['usd_per_decision']:.2f}",
+        ))
+    return figures
+
+
 RUNNERS = {
     "pipeline": figure_pipeline,
     "concurrency": figure_concurrency,
@@ -275,6 +304,7 @@ RUNNERS = {
     "scaleout": figure_scaleout,
     "profile": figure_profile,
     "judge": figure_judge,
+    "cost": figure_cost,
 }
 
 
@@ -285,6 +315,8 @@ def _measured(figure: Figure) -> str:
     if figure.measured is None:
         return "-" if figure.key == "guarantees" else "n/a"
     value = figure.measured
+    if figure.unit == "calls/verdict":
+        return f"{value:.3f} {figure.unit}"
     if figure.unit in ("ratio", "x"):
         text = f"{value:.3f}" if value < 10 else f"{value:,.1f}"
     else:
@@ -353,6 +385,8 @@ def main() -> None:
         figures.append(checked)
     print()
     print(table(figures))
+    for cost_table in COST_TABLES:
+        print(f"\n{cost_table}")
     for name, error in failures.items():
         print(f"\n{name}: FAILED: {error}")
     print(f"\ncode: {code_before['head']}" + (" with uncommitted changes" if code_before["uncommitted"] else ""))
