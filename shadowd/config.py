@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
-from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.jsonpath import ignore_path_pattern
 from shadowd.core.judge import JudgeSpec
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles

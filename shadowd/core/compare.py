@@ -10,23 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowd.core.findings import CODES, Finding, Severity, Status
-from shadowd.core.jsonshape import (
-    ARRAY_ITEM,
-    JSON_KINDS,
-    CompiledSchema,
-    ExtractedJson,
-    ShapeNode,
-    compile_ignore_paths,
-    compile_schema,
-    extract_json,
-    first_pointer,
-    flatten,
-    pointer,
-    shape_token,
-)
+from shadowd.core.jsonextract import JSON_KINDS, ExtractedJson, extract_json
+from shadowd.core.jsonpath import compile_ignore_paths
 from shadowd.core.markdown import MarkdownSignature, markdown_signature
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, NoiseObservation, describe
 from shadowd.core.results import SideResult
+from shadowd.core.schema import CompiledSchema, compile_schema
+from shadowd.core.shape import ARRAY_ITEM, ShapeNode, first_pointer, flatten, pointer, shape_token
 from shadowd.core.values import Leaf, comparable_kinds, is_prose, same_value, scalar_leaves, shown
 
 # Bump whenever a rule changes: every verdict stores it, so an old verdict can still be explained.

@@ -19,7 +19,9 @@ from shadowd.core.compare import (
     schema_problem,
 )
 from shadowd.core.findings import CODES, Severity, Status
-from shadowd.core.jsonshape import compile_schema, extract_json, ignore_path_pattern
+from shadowd.core.jsonextract import extract_json
+from shadowd.core.jsonpath import ignore_path_pattern
+from shadowd.core.schema import compile_schema
 from shadowd.core.markdown import markdown_signature
 from shadowd.core.results import SideResult, Usage
 

@@ -1,304 +1,19 @@
-"""JSON in model text (SPEC §3): finding it, flattening it to shapes, checking it against schemas."""
+"""JSON Schemas for output_schema and tool input_schema (SPEC §3): compiled once, checked fast."""
 
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import re
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import Draft201909Validator, Draft202012Validator, validator_for
 
-JsonKind = Literal["bare", "fenced", "embedded"]
-
-# How a text "was JSON" for format.json_invalid: the whole text, or one fenced block.
-JSON_KINDS: frozenset[str] = frozenset({"bare", "fenced"})
-
-# A shape key is a JSON pointer whose array indices are all "*". A literal object key "*" is
-# written "~2" (a tilde is always escaped as "~0", so "~2" cannot otherwise occur) to keep "*"
-# meaning "any array item". ignore_paths are matched against shape keys.
-ARRAY_ITEM = "*"
-
-_FENCE = re.compile(
-    r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\n`]*?)[ \t]*\n(.*?)\n?[ \t]{0,3}\1[ \t]*$",
-    re.MULTILINE | re.DOTALL,
-)
-_JSON_FENCE_TAGS = frozenset({"", "json", "jsonc", "json5"})
-_OPENER = re.compile(r"[{\[]")
-# Inside a bracketed span: a JSON string (skipped whole, so brackets in it do not count) or a bracket.
-_STRUCTURAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]', re.DOTALL)
-_CLOSER = {"{": "}", "[": "]"}
-_DECODER = json.JSONDecoder()
-
-_TYPE_NAMES: dict[type, str] = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ExtractedJson:
-    kind: JsonKind
-    value: dict[str, Any] | list[Any]
-
-
-def extract_json(text: str) -> ExtractedJson | None:
-    """The JSON object or array a text carries, and how it carries it; None when it has none."""
-    stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        value = _loads_container(stripped)
-        if value is not None:
-            return ExtractedJson("bare", value)
-
-    if "```" in text or "~~~" in text:
-        fences = _FENCE.findall(text)
-        if len(fences) == 1 and fences[0][1].lower() in _JSON_FENCE_TAGS:
-            value = _loads_container(fences[0][2].strip())
-            if value is not None:
-                return ExtractedJson("fenced", value)
-
-    embedded = _find_embedded(text)
-    return ExtractedJson("embedded", embedded) if embedded is not None else None
-
-
-def _loads_container(text: str) -> dict[str, Any] | list[Any] | None:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict | list) else None
-
-
-def _find_embedded(text: str) -> dict[str, Any] | list[Any] | None:
-    """The largest parseable outermost {...} or [...] in prose; inner spans of an unparseable one
-    are not searched, so a truncated object does not pass for JSON through one of its members."""
-    best: dict[str, Any] | list[Any] | None = None
-    best_len = 0
-    pos = 0
-    while (match := _OPENER.search(text, pos)) is not None:
-        start = match.start()
-        try:
-            value, end = _DECODER.raw_decode(text, start)
-        except (ValueError, RecursionError):
-            span_end = _balanced_end(text, start)
-            if span_end is None:
-                break  # never closed: the rest of the text is inside it
-            pos = span_end
-            continue
-        if end - start > best_len and _looks_like_payload(value):
-            best, best_len = value, end - start
-        pos = end
-    return best
-
-
-def _looks_like_payload(value: Any) -> bool:
-    # Prose is full of "[1]" citations and "[ ]" checkboxes that parse as JSON arrays; only an
-    # object, or an array holding an object or array, counts as JSON embedded in prose.
-    if isinstance(value, dict):
-        return bool(value)
-    return isinstance(value, list) and any(isinstance(item, dict | list) for item in value)
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index just past the bracket closing the one at `start` (a mismatched closer ends it too)."""
-    expected: list[str] = []
-    for match in _STRUCTURAL.finditer(text, start):
-        token = match.group()
-        if token in _CLOSER:
-            expected.append(_CLOSER[token])
-        elif token in ("}", "]"):
-            if expected.pop() != token or not expected:
-                return match.end()
-    return None
-
-
-# Structure deeper than this is not compared: such JSON is pathological, and the walk recurses.
-MAX_SHAPE_DEPTH = 200
-
-
-class ShapeNode:
-    """Everything seen at one shape path (a path whose array indices are all "*"): the Python
-    types of its values and the shapes below it."""
-
-    __slots__ = ("items", "members", "types")
-
-    def __init__(self) -> None:
-        self.types: set[type] = set()  # Python types, named by `kinds` (raw types are faster)
-        self.members: dict[str, ShapeNode] = {}  # object keys seen here, over every occurrence
-        self.items: ShapeNode | None = None  # the items of every array seen here
-
-    @property
-    def kinds(self) -> frozenset[str]:
-        """The JSON types seen here; integers and floats are both "number"."""
-        return frozenset(_TYPE_NAMES.get(kind) or kind.__name__ for kind in self.types)
-
-    def __repr__(self) -> str:
-        return f"ShapeNode(kinds={sorted(self.kinds)}, members={list(self.members)})"
-
-
-def flatten(value: Any) -> ShapeNode:
-    """The shape tree of a json.loads value: a list of 3 items and one of 4 have the same shape."""
-    root = ShapeNode()
-    _fill(root, [value], 0)
-    return root
-
-
-def _fill(node: ShapeNode, values: list[Any], depth: int) -> None:
-    # Column by column: every value found at one shape path is handled in one call, so the work
-    # per value is a few C-level passes (type sets, comprehensions), not a Python call.
-    kinds = set(map(type, values))
-    node.types |= kinds
-    if depth >= MAX_SHAPE_DEPTH:
-        return
-    if dict in kinds:
-        objects = values if len(kinds) == 1 else [value for value in values if type(value) is dict]
-        members = node.members
-        if len(objects) == 1:  # the usual case outside arrays: skip building columns
-            for key, child in objects[0].items():
-                member = members.get(key)
-                if member is None:
-                    member = members[key] = ShapeNode()
-                child_kind = type(child)
-                if child_kind is dict or child_kind is list:
-                    _fill(member, [child], depth + 1)
-                else:
-                    member.types.add(child_kind)
-        else:
-            for key in dict.fromkeys(itertools.chain.from_iterable(objects)):
-                member = members.get(key)
-                if member is None:
-                    member = members[key] = ShapeNode()
-                column = [obj[key] for obj in objects if key in obj]
-                column_kinds = set(map(type, column))
-                if dict in column_kinds or list in column_kinds:
-                    _fill(member, column, depth + 1)
-                else:
-                    member.types |= column_kinds
-    if list in kinds:
-        arrays = values if len(kinds) == 1 else [value for value in values if type(value) is list]
-        elements = list(itertools.chain.from_iterable(arrays))
-        if elements:
-            if node.items is None:
-                node.items = ShapeNode()
-            _fill(node.items, elements, depth + 1)
-
-
-def first_pointer(value: Any, path: Sequence[str | None]) -> str | None:
-    """The JSON pointer of the first value (in document order) at a shape path, given as object
-    keys and None for "any array item"; None when there is none."""
-    if not path:
-        return ""
-    step, rest = path[0], path[1:]
-    if step is None:
-        if type(value) is list:
-            for index, element in enumerate(value):
-                found = first_pointer(element, rest)
-                if found is not None:
-                    return f"/{index}{found}"
-    elif type(value) is dict and step in value:
-        found = first_pointer(value[step], rest)
-        if found is not None:
-            return f"/{escape_token(step)}{found}"
-    return None
-
-
-def shape_token(key: str) -> str:
-    """The shape-key segment of an object key."""
-    return "~2" if key == ARRAY_ITEM else escape_token(key)
-
-
-def escape_token(token: str) -> str:
-    """One JSON pointer reference token (RFC 6901)."""
-    if "~" in token or "/" in token:
-        return token.replace("~", "~0").replace("/", "~1")
-    return token
-
-
-def pointer(parts: Any) -> str:
-    """The JSON pointer of a sequence of keys and indices (jsonschema's error paths)."""
-    return "".join("/" + escape_token(str(part)) for part in parts)
-
-
-# --- ignore_paths: a JSONPath subset compiled to a regex over shape keys ----------------------
-
-_PATH_TOKEN = re.compile(
-    r"""(?P<descend>\.\.)
-      | \.(?P<star>\*)
-      | \.(?P<name>[^.\[\]]+)
-      | \[\s*(?P<bstar>\*)\s*\]
-      | \[\s*(?P<index>-?\d+)\s*\]
-      | \[\s*'(?P<sq>(?:[^'\\]|\\.)*)'\s*\]
-      | \[\s*"(?P<dq>(?:[^"\\]|\\.)*)"\s*\]""",
-    re.VERBOSE,
-)
-_ANY_SEGMENT = "[^/]+"
-
-
-def ignore_path_pattern(expr: str) -> str | None:
-    """The regex (over shape keys) for one ignore_paths entry; None when it is not understood.
-
-    Accepts `$.a.b`, `$.a[*].b`, `$['x']`, `$.a.b[0]` (an index means every item: shapes do not
-    tell items apart), `.*` (any child) and `..name` (at any depth). The leading `$` is optional.
-    """
-    if not isinstance(expr, str):
-        return None
-    rest = expr.strip()
-    if rest.startswith("$"):
-        rest = rest[1:]
-    elif rest and rest[0] not in ".[":
-        rest = "." + rest
-    parts: list[str] = []
-    descend = False
-    pos = 0
-    while pos < len(rest):
-        match = _PATH_TOKEN.match(rest, pos)
-        if match is None:
-            return None
-        pos = match.end()
-        if match.group("descend"):
-            if descend:
-                return None
-            descend = True
-            if pos < len(rest) and rest[pos] not in ".[":
-                rest = rest[:pos] + "." + rest[pos:]  # "$..name" is "any depth" then ".name"
-            continue
-        if match.group("star") or match.group("bstar"):
-            segment = _ANY_SEGMENT
-        elif match.group("index") is not None:
-            segment = re.escape(ARRAY_ITEM)
-        else:
-            raw = match.group("name")
-            if raw is None:
-                quoted = match.group("sq") if match.group("sq") is not None else match.group("dq")
-                raw = re.sub(r"\\(.)", r"\1", quoted)
-            segment = re.escape(shape_token(raw))
-        parts.append(f"(?:/{_ANY_SEGMENT})*/{segment}" if descend else f"/{segment}")
-        descend = False
-    if descend:
-        return None
-    return "".join(parts) + "(?:/|$)"
-
-
-@functools.lru_cache(maxsize=1024)
-def compile_ignore_paths(exprs: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex matching a shape key that any entry covers (the entry's path or below it)."""
-    patterns = [p for p in (ignore_path_pattern(expr) for expr in exprs) if p is not None]
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
-
-
-# --- JSON Schemas: compiled once, checked fast ----------------------------------------------------
+from shadowd.core.shape import JSON_TYPE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +107,7 @@ _NO_OP_KEYWORDS = frozenset({"format"})
 def _enum_key(value: Any) -> tuple[str, Any] | None:
     # jsonschema's equality keeps True apart from 1 but 1 equal to 1.0; containers and NaN are
     # left to jsonschema.
-    kind = _TYPE_NAMES.get(type(value))
+    kind = JSON_TYPE_NAMES.get(type(value))
     if kind is None or kind in ("object", "array") or value != value:
         return None
     return kind, value
@@ -551,7 +266,7 @@ class _FastSchema:
 def _is_json(value: Any) -> bool:
     # A keyword that does not apply to this JSON type passes; a non-JSON Python value goes to
     # jsonschema, whose type checks this subset does not model.
-    return type(value) in _TYPE_NAMES
+    return type(value) in JSON_TYPE_NAMES
 
 
 def _all_of(checks: list[_Check]) -> _Check:
