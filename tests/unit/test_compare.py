@@ -21,9 +21,9 @@ from shadowd.core.compare import (
 from shadowd.core.findings import CODES, Severity, Status
 from shadowd.core.jsonextract import extract_json
 from shadowd.core.jsonpath import ignore_path_pattern
-from shadowd.core.schema import compile_schema
 from shadowd.core.markdown import markdown_signature
 from shadowd.core.results import SideResult, Usage
+from shadowd.core.schema import compile_schema
 
 _ids = iter(range(1_000_000))
 
