@@ -52,7 +52,8 @@ BANNED_STDLIB = frozenset(
         "xmlrpc",
     }
 )
-ALLOWED_THIRD_PARTY = frozenset({"jsonschema", "deepdiff"})
+# jsonschema_rs: a compiled JSON Schema validator (no I/O: schemas are compiled offline=True).
+ALLOWED_THIRD_PARTY = frozenset({"jsonschema", "jsonschema_rs", "deepdiff"})
 # Calls that read the clock or do I/O even though their module is allowed (datetime parses, too).
 BANNED_CALL_ATTRIBUTES = frozenset({"now", "utcnow", "today"})
 BANNED_BUILTINS = frozenset({"open", "input", "print", "eval", "exec", "__import__", "breakpoint"})
