@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 
 from shadowd.core.compare import (
     COMPARATOR_VERSION,
-    TOOL_COUNT_CHANGED,
     Comparison,
     RouteRules,
     compare,
     schema_problem,
 )
-from shadowd.core.findings import CODES, Severity, Status
+from shadowd.core.findings import CODES, Code, Severity, Status
 from shadowd.core.jsonextract import extract_json
 from shadowd.core.jsonpath import ignore_path_pattern
 from shadowd.core.markdown import markdown_signature
@@ -281,7 +280,7 @@ CASES: dict[str, Case] = {
     "count_changed/raised": Case(
         side("", tool_use("search")),
         side("", tool_use("search"), tool_use("search")),
-        TOOL_COUNT_CHANGED,
+        Code.TOOL_COUNT_CHANGED,
         True,
     ),
     "call_unexpected/extra-name-next-to-the-same-call": Case(
@@ -309,7 +308,7 @@ CASES: dict[str, Case] = {
         False,
     ),
     "count_changed/not-same-count": Case(
-        side("", tool_use("search")), side("", tool_use("lookup")), TOOL_COUNT_CHANGED, False
+        side("", tool_use("search")), side("", tool_use("lookup")), Code.TOOL_COUNT_CHANGED, False
     ),
     # tool.input_invalid
     "input_invalid/schema": Case(
@@ -438,7 +437,7 @@ CASES: dict[str, Case] = {
 def test_every_code_has_a_raising_and_a_near_miss_case() -> None:
     """The golden table covers every finding code both ways."""
     # quality.unacceptable comes from the judge, not the comparator: its golden pairs are in test_judge.py.
-    codes = (set(CODES) | {TOOL_COUNT_CHANGED}) - {"quality.unacceptable"}
+    codes = (set(CODES) | {Code.TOOL_COUNT_CHANGED}) - {"quality.unacceptable"}
     assert {case.code for case in CASES.values() if case.raised} == codes
     assert {case.code for case in CASES.values() if not case.raised} == codes
 
@@ -467,7 +466,7 @@ def test_count_changed_is_minor_and_passes() -> None:
     """One extra call of the same tool is a minor finding, so the verdict still passes."""
     result = compare(side("", tool_use("search")), side("", tool_use("search"), tool_use("search")))
     assert result.status is Status.PASS
-    assert [(f.code, f.severity) for f in result.findings] == [(TOOL_COUNT_CHANGED, Severity.MINOR)]
+    assert [(f.code, f.severity) for f in result.findings] == [(Code.TOOL_COUNT_CHANGED, Severity.MINOR)]
 
 
 # --- statuses ----------------------------------------------------------------------------------
