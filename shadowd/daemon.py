@@ -18,6 +18,7 @@ from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_p
 from shadowd.adapters.sql_store import DatabaseUrlError, open_store
 from shadowd.api import ApiState, NotReady, create_app, create_starting_app, start_http
 from shadowd.auth import TokenRegistry
+from shadowd.batch import attach_batches
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
 from shadowd.metrics import Metrics, sample_consumer_lag
@@ -91,6 +92,7 @@ async def async_run(
     phase["now"] = "connecting to Kafka"
     models = model_client(config, metrics=metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
+    batches = attach_batches(pipeline, config, store)
     writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     # Records in flight are bounded so that their model calls fit in models.max_concurrency.
     max_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
@@ -161,6 +163,8 @@ async def async_run(
             await producer.stop()
         with contextlib.suppress(Exception):
             await dlq_producer.stop()
+        if batches is not None:
+            await batches.close()
         await models.close()
         await store.close()
 

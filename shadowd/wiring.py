@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
+from shadowd.batch import attach_batches
 from shadowd.config import Config
 from shadowd.metrics import Metrics
 from shadowd.pipeline import ShadowPipeline
@@ -36,11 +37,14 @@ async def open_pipeline(
     store = await open_store(db_url, upgrade=True)
     models = model_client(config, base_url, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
+    batches = attach_batches(pipeline, config, store, base_url)
     writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     try:
         await writer.start()
         yield pipeline, writer, store, models
     finally:
         await writer.close()
+        if batches is not None:
+            await batches.close()
         await models.close()
         await store.close()

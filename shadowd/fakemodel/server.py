@@ -49,6 +49,8 @@ class ServerStats:
     by_model: dict[str, int] = field(default_factory=dict)
     by_api_version: dict[str, int] = field(default_factory=dict)
     capacity_faults: dict[str, int] = field(default_factory=dict)  # scripted capacity faults served
+    batches_created: int = 0  # Message Batches API: batches and the requests in them
+    batch_requests: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,8 @@ class ServerStats:
             "by_model": dict(sorted(self.by_model.items())),
             "by_api_version": dict(sorted(self.by_api_version.items())),
             "capacity_faults": dict(sorted(self.capacity_faults.items())),
+            "batches_created": self.batches_created,
+            "batch_requests": self.batch_requests,
         }
 
 
@@ -105,6 +109,9 @@ async def start_fake_model(
     app.router.add_post("/v1/messages/count_tokens", endpoint.count_tokens)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/stats", endpoint.stats_json)
+    from shadowd.fakemodel.batches import BatchesEndpoint
+
+    BatchesEndpoint(behaviours, stats, _random_id).register(app)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
@@ -347,14 +354,7 @@ class _MessagesEndpoint:
             await _sleep(latency)
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
-        if is_grading_request(view):
-            # The judge sees only the prompt: whether the answer is wrong comes from its own text.
-            wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
-            reply = grade_reply(view, *behaviours.grade_plan(model, view, wrong))
-        else:
-            salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-            noisy = behaviours.behaviour_for(model).noisy_fields
-            reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
+        reply = reply_for(behaviours, model, view, plan.content)
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1
@@ -373,6 +373,17 @@ class _MessagesEndpoint:
             del self._attempts[next(iter(self._attempts))]  # forget the oldest request
         self._attempts[key] = attempts + 1
         return attempts == 0
+
+
+def reply_for(behaviours: Behaviours, model: str, view: RequestView, content_fault: str | None) -> Reply:
+    """The answer `model` gives to `view` under the behaviours (live calls and batch requests alike)."""
+    if is_grading_request(view):
+        # The judge sees only the prompt: whether the answer is wrong comes from its own text.
+        wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
+        return grade_reply(view, *behaviours.grade_plan(model, view, wrong))
+    salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
+    noisy = behaviours.behaviour_for(model).noisy_fields
+    return generate_reply(view, content_fault, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
 
 
 async def _sleep(seconds: float) -> None:
