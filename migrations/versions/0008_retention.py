@@ -1,7 +1,7 @@
 """Retention: how far the outputs purge has got per rollout, and dead letters found by age.
 
-Revision ID: 0007_retention
-Revises: 0006_dead_letter_truncated
+Revision ID: 0008_retention
+Revises: 0007_replay_batches
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_retention"
-down_revision: str | None = "0006_dead_letter_truncated"
+revision: str = "0008_retention"
+down_revision: str | None = "0007_replay_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
