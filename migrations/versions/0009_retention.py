@@ -1,7 +1,7 @@
 """Retention: how far the outputs purge has got per rollout, and dead letters found by age.
 
-Revision ID: 0008_retention
-Revises: 0007_replay_batches
+Revision ID: 0009_retention
+Revises: 0008_call_spend
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_retention"
-down_revision: str | None = "0007_replay_batches"
+revision: str = "0009_retention"
+down_revision: str | None = "0008_call_spend"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
