@@ -670,6 +670,10 @@ def _schemas() -> dict[str, Any]:
                 "by_route": {"type": "object"},
                 "latency_ms": {"type": "object", "properties": {"baseline": latency, "candidate": latency}},
                 "latency_p95_ratio": nullable_number,
+                "latency_judged": {
+                    "type": "boolean",
+                    "description": "False for replay_mode: batch rollouts: latency is not judged (ratio null).",
+                },
                 "cost_usd": {
                     "type": "object",
                     "properties": {
