@@ -16,6 +16,7 @@ from shadowd.batch import BatchCall, BatchReplayer
 from shadowd.config import Config
 from shadowd.core.adaptation import adapt_request
 from shadowd.core.batching import Slot
+from shadowd.core.caching import has_cache_breakpoint
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
@@ -24,6 +25,7 @@ from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
 from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.core.spend import verdict_spend
 from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
@@ -234,6 +236,11 @@ class ShadowPipeline:
                 verdict = replace(verdict, noise_observation=comparison.observation)
             compared.append(verdict)
         verdicts += await self._graded(envelope, compared, now_s)
+        profiles = self.config.profiles
+        verdicts = [
+            replace(v, spend=verdict_spend(v.baseline, v.candidate, v.baseline_repeat, v.grading, profiles))
+            for v in verdicts
+        ]
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
@@ -339,6 +346,11 @@ class ShadowPipeline:
             repeat = (await self._replay(envelope, rollout.baseline, deadline, repeat_call))[0] if wants_repeat else None
             return baseline, repeat
         baseline_call = self._batch_call(rollout, envelope, record, "baseline")
+        if wants_repeat and baseline_call is None and has_cache_breakpoint(envelope.request):
+            # The noise replay waits for the first to answer, so it reads the prompt cache the first
+            # wrote instead of writing it again at the same moment (cache reads cost 0.1x input).
+            baseline = (await self._replay(envelope, rollout.baseline, deadline))[0]
+            return baseline, (await self._replay(envelope, rollout.baseline, deadline))[0]
         if wants_repeat:
             (baseline, _), (repeat, _) = await asyncio.gather(
                 self._replay(envelope, rollout.baseline, deadline, baseline_call),

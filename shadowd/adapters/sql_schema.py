@@ -225,4 +225,14 @@ rollout_calls = Table(
     Column("replayed", BigInteger, nullable=False),  # verdicts with at least one model call
     Column("noise_checked", BigInteger, nullable=False),
     Column("model_calls", BigInteger, nullable=False),
+    # Calls and USD by purpose (shadowd.core.spend.Spend; 0008_call_spend).
+    Column("replay_calls", BigInteger, nullable=False, server_default="0"),
+    Column("replay_usd", Float, nullable=False, server_default="0"),
+    Column("noise_calls", BigInteger, nullable=False, server_default="0"),
+    Column("noise_usd", Float, nullable=False, server_default="0"),
+    Column("grading_calls", BigInteger, nullable=False, server_default="0"),
+    Column("grading_usd", Float, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_saved_usd", Float, nullable=False, server_default="0"),
 )

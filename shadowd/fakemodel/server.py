@@ -9,7 +9,7 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from shadowd.fakemodel.generate import (
     grade_reply,
     is_grading_request,
 )
+from shadowd.fakemodel.prompt_cache import PromptCache
 from shadowd.fakemodel.request_view import RequestView, view_request
 
 BACKLOG = 4096
@@ -238,6 +239,7 @@ class _MessagesEndpoint:
         self._listener = listener
         self._attempts: dict[tuple[str, bytes], int] = {}
         self._quota_used: dict[int, int] = {}  # calls counted in the current rate_limit window
+        self._cache = PromptCache()
 
     async def stats_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._stats.as_dict())
@@ -355,11 +357,17 @@ class _MessagesEndpoint:
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
         reply = reply_for(behaviours, model, view, plan.content)
+        cached: list[bytes] = []
+        if view.cache_control:
+            split, cached = self._cache.plan(model, body, reply.usage["input_tokens"])
+            reply = replace(reply, usage={**reply.usage, **split})
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1
+            self._cache.store(cached)  # readable from the moment message_start is sent
             return await _stream(request, reply, message_id, model, latency)
         await _sleep(latency)
+        self._cache.store(cached)
         return web.Response(
             body=json.dumps(reply.message(message_id, model)).encode(),
             content_type="application/json",
