@@ -16,11 +16,11 @@ from aiohttp import web
 
 from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
 from shadowd.adapters.sql_store import DatabaseUrlError, open_store
-from shadowd.api import ApiState, NotReady, create_app, create_starting_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.batch import attach_batches
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
+from shadowd.http import ApiState, NotReady, create_app, create_starting_app, start_http
 from shadowd.metrics import Metrics, sample_consumer_lag
 from shadowd.pipeline import ShadowPipeline
 from shadowd.promoter import PromoterLoop

@@ -11,9 +11,9 @@ import socket
 import structlog
 
 from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
+from shadowd.http import ApiState, create_app, start_http
 from shadowd.metrics import Metrics
 from shadowd.promoter import PromoterLoop
 
