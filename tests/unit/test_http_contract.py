@@ -22,9 +22,9 @@ from shadowd.http.app import operations
 from shadowd.http.middleware import access_for
 from shadowd.metrics import Metrics
 from tests.unit.test_api import ADMIN, READ, _flagger
-from tests.unit.test_api import config as config  # noqa: F401 (fixtures)
-from tests.unit.test_api import seeded_db as seeded_db  # noqa: F401
-from tests.unit.test_api import store as store  # noqa: F401
+from tests.unit.test_api import config as config  # the fixtures, shared with test_api.py
+from tests.unit.test_api import seeded_db as seeded_db
+from tests.unit.test_api import store as store
 
 DOCUMENT = openapi_document()
 OPERATIONS = {
@@ -78,7 +78,7 @@ async def broken_store(tmp_path: Path) -> AsyncIterator[SqlVerdictStore]:
 
 
 @pytest.fixture
-async def clients(config: Config, store: SqlVerdictStore, broken_store: SqlVerdictStore  # noqa: F811
+async def clients(config: Config, store: SqlVerdictStore, broken_store: SqlVerdictStore
                   ) -> AsyncIterator[dict[str, TestClient[Any, Any]]]:
     """open: reads open, an admin token; closed: read and admin tokens required; no-admin: no admin token;
     broken: a database that cannot be read; throttled: an address past its failed-authentication limit."""
@@ -214,7 +214,7 @@ async def test_every_route_answers_what_the_generated_document_declares(
     assert not missing, f"declared statuses no real call produced: {missing}"
 
 
-def test_the_document_and_the_router_list_the_same_operations(config: Config, store: SqlVerdictStore) -> None:  # noqa: F811
+def test_the_document_and_the_router_list_the_same_operations(config: Config, store: SqlVerdictStore) -> None:
     """A route registered without being in the document (or documented without a route) fails here."""
     app = create_app(ApiState(config=config, store=store, metrics=Metrics()))
     registered = set()
