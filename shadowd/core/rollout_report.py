@@ -233,6 +233,7 @@ class RolloutReport:
     # Model calls and USD by purpose over the rollout, and the gate decisions (promote, rollback) taken.
     spend: Spend
     gate_decisions: int
+    gate_config_latency_judged: bool = True
 
     @property
     def decision(self) -> str:
@@ -255,7 +256,14 @@ class RolloutReport:
         return rate(self.counts.get("regression", 0), self.compared)
 
     @property
+    def latency_judged(self) -> bool:
+        """False for replay_mode: batch, where latency is the batch's, not the model's (shown "not judged")."""
+        return self.gate_config_latency_judged
+
+    @property
     def latency_p95_ratio(self) -> float | None:
+        if not self.latency_judged:
+            return None
         return ratio(self.figures.latency_candidate.p95, self.figures.latency_baseline.p95)
 
     def to_wire(self) -> dict[str, Any]:
@@ -291,6 +299,7 @@ class RolloutReport:
             "by_route": {route: summary.to_wire() for route, summary in self.by_route.items()},
             "latency_ms": {"baseline": f.latency_baseline.to_wire(), "candidate": f.latency_candidate.to_wire()},
             "latency_p95_ratio": self.latency_p95_ratio,
+            "latency_judged": self.latency_judged,
             "cost_usd": self.cost_usd.to_wire(),
             "judge": self.judge.to_wire() if self.judge is not None else None,
             "noise_check": self.noise_check.to_wire(),
@@ -365,6 +374,7 @@ def compose_report(
         noisiest=noisiest,
         spend=spend,
         gate_decisions=gate_decisions,
+        gate_config_latency_judged=spec.gate.latency_judged,
     )
 
 

@@ -22,7 +22,7 @@ from shadowd.http.app import operations
 from shadowd.http.middleware import access_for
 from shadowd.metrics import Metrics
 from tests.unit.test_api import ADMIN, READ, _flagger
-from tests.unit.test_api import config as config
+from tests.unit.test_api import config as config  # the fixtures, shared with test_api.py
 from tests.unit.test_api import store as store
 
 DOCUMENT = openapi_document()
