@@ -17,12 +17,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import anthropic
 import structlog
 
+from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.batching import ENDED, BatchItem, BatchWindow, PollBackoff, Slot, batch_side, custom_id
 from shadowd.core.profiles import ModelProfile
@@ -226,7 +227,7 @@ class BatchReplayer:
         attempt = 0
         while True:
             try:
-                await self._ledger.record(batch.id, items, datetime.now(UTC))
+                await self._ledger.record(batch.id, items, utc_now())
                 break
             except Exception as exc:  # the store is down: the calls keep waiting, nothing is committed
                 attempt += 1
@@ -272,7 +273,7 @@ class BatchReplayer:
             for cid in self._members.pop(batch_id, set()):
                 self._resolve(cid, None)  # the batch ended without this call's result
             with contextlib.suppress(Exception):
-                await self._ledger.mark(batch_id, "ended", datetime.now(UTC))
+                await self._ledger.mark(batch_id, "ended", utc_now())
             log.info("batch_ended", batch_id=batch_id, polls=polls)
         finally:
             self._watching.discard(batch_id)
@@ -281,7 +282,7 @@ class BatchReplayer:
         """The API does not know the batch (archived, another key): its calls fail; a redelivery resubmits."""
         log.error("batch_lost", batch_id=batch_id)
         with contextlib.suppress(Exception):
-            await self._ledger.mark(batch_id, "lost", datetime.now(UTC))
+            await self._ledger.mark(batch_id, "lost", utc_now())
         lost = {"type": "errored", "error": {"type": "error", "error": {
             "type": "not_found_error", "message": f"batch {batch_id} is no longer known to the API"}}}
         for cid in self._members.pop(batch_id, set()):

@@ -6,13 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from shadowd.adapters.anthropic_client import recorded_side
 from shadowd.batch import BatchCall, BatchReplayer
+from shadowd.clock import utc_now
 from shadowd.config import Config
 from shadowd.core.adaptation import adapt_request
 from shadowd.core.batching import Slot
@@ -53,10 +54,6 @@ class RecordOutcome:
     verdicts: list[VerdictRecord] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
     already_done: int = 0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ShadowPipeline:

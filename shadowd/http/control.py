@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
 from aiohttp import web
 from pydantic import Field
 
+from shadowd.clock import utc_now
 from shadowd.http.errors import BadParameter, error_response, json_response, unknown_rollout
 from shadowd.http.middleware import request_identity
 from shadowd.http.models import AppliedDecision, ManualActionBody
@@ -61,7 +61,7 @@ async def manual_action(request: web.Request) -> web.Response:
         # The audit actor is the token's name; a name in the body is only the caller's word, kept as such.
         note = f"(stated actor: {stated}) {note or ''}".strip()
     try:
-        applied = await apply_manual(state.store, spec, action, f"api:{identity.name}", datetime.now(UTC), note)
+        applied = await apply_manual(state.store, spec, action, f"api:{identity.name}", utc_now(), note)
     except ManualActionError as exc:
         return error_response(409, "conflict", str(exc), rollout=name, action=action)
     decision = applied.to_dict()

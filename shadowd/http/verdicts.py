@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, JsonValue
 
 from shadowd.adapters.sql_store import VerdictFilter
+from shadowd.clock import utc_now
 from shadowd.core.findings import CODES, Status
 from shadowd.http.errors import BadParameter, error_response, json_response, unknown_rollout
 from shadowd.http.models import VerdictDetail, VerdictPage
@@ -84,7 +85,7 @@ def verdict_query(query: Mapping[str, str], now: datetime) -> tuple[VerdictFilte
 async def list_verdicts(request: web.Request) -> web.Response:
     state = api_state(request)
     name = request.match_info["name"]
-    where, limit, cursor = verdict_query(request.query, datetime.now(UTC))
+    where, limit, cursor = verdict_query(request.query, utc_now())
     if not await known_rollout(state, name):
         return unknown_rollout(configured_names(state), name)
     # One more than asked tells whether another page exists, so the last page has next_cursor null.
