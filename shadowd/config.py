@@ -13,13 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
-from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.jsonpath import ignore_path_pattern
 from shadowd.core.judge import JudgeSpec
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.redaction import Redactor, StoreOutputs
 from shadowd.core.rollout import RolloutSpec
 from shadowd.credentials import env_form, secret_keys
+from shadowd.retention_config import RetentionConfig
 
 
 class ConfigError(Exception):
@@ -185,6 +186,7 @@ class FileConfig(_Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     rollouts: list[RolloutConfig] = Field(default_factory=list)
     batch: BatchSection = Field(default_factory=BatchSection)
 
@@ -214,6 +216,7 @@ class Config:
         self.file = file
         self.judges = judges or {}
         self.privacy = file.privacy
+        self.retention = file.retention
         # route -> its redactor; "" is the one for routes without their own patterns.
         self.redactors = redactors or {"": Redactor()}
         self.path = path

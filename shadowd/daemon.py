@@ -24,6 +24,7 @@ from shadowd.http import ApiState, NotReady, create_app, create_starting_app, st
 from shadowd.metrics import Metrics, sample_consumer_lag
 from shadowd.pipeline import ShadowPipeline
 from shadowd.promoter import PromoterLoop
+from shadowd.retention import retention_task
 from shadowd.wiring import model_client
 from shadowd.writer import BatchWriter
 
@@ -133,11 +134,12 @@ async def async_run(
             runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
             log.info("http_listening", listen=options.http, open_reads=options.open_reads,
                      token_names=state.tokens.names())
-        if options.promoter and config.rollouts:
+        if options.promoter and (config.rollouts or config.retention.enabled):
             promoter = PromoterLoop(
                 store, config.rollouts, interval_s=options.promoter_interval_s,
                 publish=publish_decision, metrics=metrics,
                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
+                after_tick=retention_task(store.engine, config, metrics).run_once,
             )
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
         background.append(asyncio.create_task(sample_consumer_lag(consumer, metrics, stop), name="shadowd-lag"))

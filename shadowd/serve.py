@@ -16,6 +16,7 @@ from shadowd.config import Config, Settings
 from shadowd.http import ApiState, create_app, start_http
 from shadowd.metrics import Metrics
 from shadowd.promoter import PromoterLoop
+from shadowd.retention import retention_task
 
 log = structlog.get_logger("shadowd.serve")
 
@@ -55,9 +56,10 @@ async def async_serve(
         reads_open = is_loopback(listen) if open_reads is None else open_reads
         runner = await start_http(create_app(state, open_reads=reads_open), listen)
         log.info("http_listening", listen=listen, promoter=promoter, kafka=False, open_reads=reads_open)
-        if promoter and config.rollouts:
+        if promoter and (config.rollouts or config.retention.enabled):
             loop_ = PromoterLoop(store, config.rollouts, interval_s=promoter_interval_s, metrics=metrics,
-                                 actor=f"gate@{socket.gethostname()}:{os.getpid()}")
+                                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
+                                 after_tick=retention_task(store.engine, config, metrics).run_once)
             background.append(asyncio.create_task(loop_.run(stop), name="shadowd-promoter"))
         if ready is not None:
             ready.set()
