@@ -315,7 +315,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 routes=tuple(rollout.routes),
                 sample_rate=rollout.sample_rate,
                 stages=tuple(rollout.stages),
-                gate=GateConfig(**rollout.gate.model_dump()),
+                gate=GateConfig(**rollout.gate.model_dump(), latency_judged=rollout.replay_mode == "live"),
                 budget_usd_per_hour=rollout.budget.usd_per_hour,
                 replay_mode=rollout.replay_mode,
             )
