@@ -80,6 +80,9 @@ class Report(BaseModel):
     judge: dict[str, object] | None = Field(
         None, description="Graded share, acceptability per side with intervals, discordant pairs; null when no "
         "route of the rollout has a judge (docs/JUDGE.md).")
+    spend: dict[str, object] | None = optional(
+        "Model calls and USD by purpose (replay, noise_check, grading, total) over the rollout, per compared "
+        "verdict and per gate decision, and the prompt cache's tokens and saving (SPEC §7).")
 
 
 class RolloutList(BaseModel):
