@@ -20,6 +20,7 @@ from shadowd.http.params import (
     configured_names,
     is_count,
     known_rollout,
+    max_length,
     only_parameters,
     page_size,
     storable_text,
@@ -69,7 +70,7 @@ def verdict_query(query: Mapping[str, str], now: datetime) -> tuple[VerdictFilte
         raise BadParameter("code", f"unknown finding code {code!r}")
     route = query.get("route")
     if route is not None:
-        storable_text("route", route, 256)
+        storable_text("route", route, max_length(VerdictQuery, "route"))
     since = query.get("since")
     try:
         since_at = parse_since(since, now) if since is not None else None
@@ -102,7 +103,7 @@ async def list_verdicts(request: web.Request) -> web.Response:
 async def get_verdict(request: web.Request) -> web.Response:
     state = api_state(request)
     name, request_id = request.match_info["name"], request.match_info["request_id"]
-    storable_text("request_id", request_id, 256)
+    storable_text("request_id", request_id, max_length(VerdictPath, "request_id"))
     if not await known_rollout(state, name):
         return unknown_rollout(configured_names(state), name)
     row = await state.store.get_verdict(name, request_id)
