@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
 
+from shadowd.clock import utc_now
 from shadowd.core.gate import GATE_VERSION, Decision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
@@ -208,7 +209,7 @@ class PromoterLoop:
         self.interval_s = interval_s
         self.publish = publish
         self.metrics = metrics
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self._role: Leadership = store.leadership(self.LOCK_KEY)
 
     async def run(self, stop: asyncio.Event) -> None:

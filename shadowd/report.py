@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from shadowd.clock import utc_now
 from shadowd.core.figures import VerdictFigures, verdict_figures
 from shadowd.core.gate import GateDecision, RolloutState, evaluate_gate
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
@@ -60,7 +61,7 @@ async def noisiest(
 ) -> dict[str, NoisiestRoute]:
     """Per route of the rollout, the baseline's noisiest paths and codes over the recent window,
     with their rates and sample counts: what the comparator treats as noise (SPEC §8)."""
-    counts = await store.noise_counts(spec.baseline, (now or datetime.now(UTC)) - NOISE_WINDOW)
+    counts = await store.noise_counts(spec.baseline, (now or utc_now()) - NOISE_WINDOW)
     result: dict[str, NoisiestRoute] = {}
     for route, rows in sorted(counts.items()):
         if not any(fnmatchcase(route, pattern) for pattern in spec.routes):

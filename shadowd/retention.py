@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from shadowd.adapters.sql_retention import Cutoffs, PurgeResult, SqlRetention
+from shadowd.clock import utc_now
 from shadowd.metrics import Metrics
 from shadowd.retention_config import RetentionConfig
 
@@ -72,7 +73,7 @@ class RetentionTask:
         self.config = config
         self.configured = tuple(configured)
         self.metrics = metrics
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self.budget_s = budget_s
         self.last: PurgeResult | None = None
 

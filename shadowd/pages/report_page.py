@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from shadowd.clock import utc_now
 from shadowd.config import Config
 from shadowd.core.figures import route_figures
 from shadowd.core.histogram import bucket_value
@@ -40,7 +40,7 @@ async def report_page_data(store: Store, spec: RolloutSpec, config: Config) -> d
         "routes": [r for r in routes["items"] if r["route"] in own_routes and r["baseline"] == spec.baseline],
         "tolerance": spec.gate.max_regression_rate_increase,
         "confidence": spec.gate.confidence,
-        "generated_at": datetime.now(UTC),
+        "generated_at": utc_now(),
     }
 
 
