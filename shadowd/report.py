@@ -196,7 +196,10 @@ async def build_report(
             for route, route_counts in sorted(figures["by_route"].items())
         },
         "latency_ms": latency,
-        "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
+        "latency_p95_ratio": (
+            _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]) if spec.gate.latency_judged else None
+        ),
+        "latency_judged": spec.gate.latency_judged,  # false for replay_mode: batch: shown as "not judged"
         "cost_usd": {
             **cost,
             "ratio": _ratio(cost["candidate"], cost["baseline"]),

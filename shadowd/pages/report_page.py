@@ -119,8 +119,10 @@ def _cards(report: dict[str, Any]) -> str:
               f"{_pct(figures.get('rate_increase_upper'))}, tolerance {_pct(figures.get('max_regression_rate_increase'))} ²"),
         _card("baseline noise rate", _pct(report["baseline_noise_rate"]), "baseline vs its own replay ³"),
         _card("noise verdicts", _pct(report["noise_rate"]), "differences the baseline also shows ⁴"),
-        _card("latency p95 ratio", f"{report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "—",
-              "candidate / baseline"),
+        _card("latency p95 ratio",
+              "not judged" if report.get("latency_judged") is False
+              else f"{report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "—",
+              "replay_mode: batch" if report.get("latency_judged") is False else "candidate / baseline"),
         _card("cost ratio", f"{ratio:.2f}" if ratio else "—", "candidate / baseline"),
     ]) + "</div>"
 

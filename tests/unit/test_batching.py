@@ -274,3 +274,25 @@ async def test_two_waiters_on_one_call_share_its_single_request() -> None:
 def _replay_args(request_id: str) -> tuple[ReplayRequest, None, BatchCall]:
     replay, call = _replay(request_id)
     return replay, None, call
+
+
+# --- the gate ------------------------------------------------------------------------------------
+
+
+def test_the_gate_does_not_judge_latency_for_batch_rollouts() -> None:
+    """A slow candidate rolls a live rollout back, but the same latency figures on a batch rollout are
+    "not judged" and the rollout promotes on its regression evidence (cost is still judged)."""
+    from shadowd.core.gate import Evidence, GateConfig, RolloutState, evaluate_gate
+
+    slow = Evidence(samples=5000, stage_samples=400, candidate_regressions=50, baseline_noise_regressions=50,
+                    both_regressed=1, latency_p95_baseline_ms=900.0, latency_p95_candidate_ms=5000.0,
+                    cost_usd_baseline=10.0, cost_usd_candidate=12.0)
+    state = RolloutState((1, 5, 25, 50, 100), 1)
+    live = evaluate_gate(GateConfig(), state, slow)
+    batch = evaluate_gate(GateConfig(latency_judged=False), state, slow)
+    assert live.decision == "rollback"
+    assert batch.decision == "promote"
+    assert batch.figures["latency_p95_ratio"] is None and batch.figures["latency_judged"] is False
+    assert any("latency p95 not judged" in reason for reason in batch.reasons)
+    expensive = Evidence(**{**{n: getattr(slow, n) for n in Evidence.__slots__}, "cost_usd_candidate": 30.0})
+    assert evaluate_gate(GateConfig(latency_judged=False), state, expensive).decision == "rollback"
