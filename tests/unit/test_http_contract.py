@@ -267,3 +267,32 @@ def test_the_generated_document_is_valid_openapi() -> None:
     from openapi_spec_validator import validate
 
     validate(openapi_document())
+
+
+def test_the_http_package_has_no_import_cycle() -> None:
+    """Modules under shadowd/http/ import one another in one direction only, and none imports the app factory."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "shadowd" / "http"
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "shadowd.http":
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shadowd.http."):
+                found.add(node.module.removeprefix("shadowd.http."))
+        imports[path.stem] = found
+    assert all("app" not in found for name, found in imports.items() if name not in ("__init__", "app")), imports
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for target in imports.get(module, set()) - {"__init__"}:
+            assert target not in path, f"import cycle: {' -> '.join((*path, target))}"
+            if target not in done:
+                visit(target, (*path, target))
+        done.add(module)
+
+    for module in imports:
+        if module != "__init__":
+            visit(module, (module,))
