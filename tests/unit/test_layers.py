@@ -144,7 +144,6 @@ MAX_LINES = 400
 LONG_FILE_MARK = "Over 400 lines:"
 KNOWN_LONG_FILES: dict[str, str] = {
     "shadowd/adapters/sql_store.py": "the SQL adapter, being split by noun (verdicts, rollouts, dead letters) with the store port",
-    "shadowd/adapters/sql_retention.py": "the retention purge's SQL, new; not yet split from its per-table statements",
     "shadowd/cli.py": "every subcommand's arguments; its wiring moves to shadowd/wiring.py",
 }
 
