@@ -17,13 +17,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import anthropic
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.batching import ENDED, BatchItem, BatchWindow, PollBackoff, Slot, batch_side, custom_id
 from shadowd.core.profiles import ModelProfile
@@ -259,7 +260,7 @@ class BatchReplayer:
         attempt = 0
         while True:
             try:
-                await self._ledger.record(batch.id, items, datetime.now(UTC))
+                await self._ledger.record(batch.id, items, utc_now())
                 break
             except Exception as exc:  # the store is down: the calls keep waiting, nothing is committed
                 attempt += 1
@@ -307,7 +308,7 @@ class BatchReplayer:
             for cid in self._members.pop(batch_id, set()):
                 self._resolve(cid, None)  # the batch ended without this call's result
             with contextlib.suppress(Exception):
-                await self._ledger.mark(batch_id, "ended", datetime.now(UTC))
+                await self._ledger.mark(batch_id, "ended", utc_now())
             self.metrics.batches.labels("ended").inc()
             log.info("batch_ended", batch_id=batch_id, polls=polls)
             await self._forget_old()
@@ -322,7 +323,7 @@ class BatchReplayer:
             return
         self._forgot_at = now
         try:
-            dropped = await self._ledger.forget_before(datetime.now(UTC) - KEEP_ENDED)
+            dropped = await self._ledger.forget_before(utc_now() - KEEP_ENDED)
         except Exception as exc:  # the ledger is down: try again next time
             log.warning("batch_ledger_forget_failed", error=repr(exc)[:300])
             return
@@ -334,7 +335,7 @@ class BatchReplayer:
         log.error("batch_lost", batch_id=batch_id)
         self.metrics.batches.labels("lost").inc()
         with contextlib.suppress(Exception):
-            await self._ledger.mark(batch_id, "lost", datetime.now(UTC))
+            await self._ledger.mark(batch_id, "lost", utc_now())
         lost = {"type": "errored", "error": {"type": "error", "error": {
             "type": "not_found_error", "message": f"batch {batch_id} is no longer known to the API"}}}
         for cid in self._members.pop(batch_id, set()):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.clock import utc_now
 from shadowd.config import Config
 from shadowd.core.histogram import bucket_value
 from shadowd.core.rollout import RolloutSpec
@@ -38,7 +38,7 @@ async def report_page_data(store: SqlVerdictStore, spec: RolloutSpec, config: Co
         "routes": [r for r in routes["items"] if r["route"] in own_routes and r["baseline"] == spec.baseline],
         "tolerance": spec.gate.max_regression_rate_increase,
         "confidence": spec.gate.confidence,
-        "generated_at": datetime.now(UTC),
+        "generated_at": utc_now(),
     }
 
 
