@@ -6,7 +6,7 @@ by `save` with the same core rules (shadowd.core.tally); text is escaped as the 
 so what reads back is what PostgreSQL would have returned. Setting `unavailable` makes every call raise
 StoreUnavailable, as a database outage would.
 
-Over 400 lines on purpose: the whole port in one file, read method by method against the SQL package.
+Over 400 lines: the whole port in one file, read method by method against the SQL package.
 """
 
 from __future__ import annotations
