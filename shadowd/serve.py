@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 
 import structlog
 
-from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, start_http
+from shadowd import wiring
+from shadowd.api import create_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
 from shadowd.metrics import Metrics
-from shadowd.promoter import PromoterLoop
 
 log = structlog.get_logger("shadowd.serve")
 
@@ -43,21 +40,16 @@ async def async_serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    store = await open_store(db_url, upgrade=False)
+    store = await wiring.open_serve_store(db_url)
     background: list[asyncio.Task[None]] = []
     runner = None
     try:
-        state = ApiState(
-            config=config, store=store, metrics=metrics,
-            admin_token=settings.admin_token, read_token=settings.read_token,
-            readiness={"database": store.ping}, tokens=tokens or TokenRegistry(),
-        )
+        state = wiring.api_state(config, settings, store, metrics, readiness={"database": store.ping}, tokens=tokens)
         reads_open = is_loopback(listen) if open_reads is None else open_reads
         runner = await start_http(create_app(state, open_reads=reads_open), listen)
         log.info("http_listening", listen=listen, promoter=promoter, kafka=False, open_reads=reads_open)
         if promoter and config.rollouts:
-            loop_ = PromoterLoop(store, config.rollouts, interval_s=promoter_interval_s, metrics=metrics,
-                                 actor=f"gate@{socket.gethostname()}:{os.getpid()}")
+            loop_ = wiring.promoter_loop(store, config.rollouts, interval_s=promoter_interval_s, metrics=metrics)
             background.append(asyncio.create_task(loop_.run(stop), name="shadowd-promoter"))
         if ready is not None:
             ready.set()
