@@ -84,9 +84,9 @@ async def async_run(
     runner: web.AppRunner | None = None
     background: list[asyncio.Task[None]] = []
     try:
-        await parts.producer.start()
-        await parts.dlq_producer.start()
-        await parts.consumer.start()
+        await parts.decisions.start()
+        await parts.dead_letter_producer.start()
+        await parts.source.start()
         await parts.writer.start()
         parts.mirror.subscribe()
         if starting is not None:
@@ -104,7 +104,7 @@ async def async_run(
             promoter = wiring.promoter_loop(store, config.rollouts, interval_s=options.promoter_interval_s,
                                             metrics=metrics, publish=parts.publish_decision)
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
-        background.append(asyncio.create_task(sample_consumer_lag(parts.consumer, metrics, stop), name="shadowd-lag"))
+        background.append(asyncio.create_task(sample_consumer_lag(parts.source, metrics, stop), name="shadowd-lag"))
         log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id,
                  max_in_flight=parts.records_in_flight, rollouts=[r.name for r in config.rollouts])
         await parts.mirror.run(stop, options.drain_timeout_s)
@@ -119,12 +119,12 @@ async def async_run(
         if runner is not None:
             await runner.cleanup()
         with contextlib.suppress(Exception):
-            await parts.consumer.stop()
+            await parts.source.stop()
         await parts.writer.close()
         with contextlib.suppress(Exception):
-            await parts.producer.stop()
+            await parts.decisions.stop()
         with contextlib.suppress(Exception):
-            await parts.dlq_producer.stop()
+            await parts.dead_letter_producer.stop()
         await parts.models.close()
         await store.close()
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
-from shadowd.adapters.kafka import make_consumer, make_producer
+from shadowd.adapters.kafka import KafkaRecordPublisher, KafkaRecordSource, make_consumer, make_producer
 from shadowd.adapters.sql_store import DatabaseUrlError, SqlVerdictStore, open_existing_store, open_store
 from shadowd.api import ApiState, NotReady
 from shadowd.auth import TokenRegistry
@@ -26,8 +26,10 @@ from shadowd.consumer import MirrorConsumer
 from shadowd.core.backoff import Backoff
 from shadowd.core.in_flight import calls_per_record, records_in_flight
 from shadowd.core.rollout import RolloutSpec
+from shadowd.dlq_publisher import DeadLetterPublisher
 from shadowd.metrics import Metrics
 from shadowd.pipeline import ShadowPipeline
+from shadowd.ports_kafka import RecordPublisher, RecordSource
 from shadowd.promoter import PromoterLoop
 from shadowd.writer import BatchWriter
 
@@ -172,13 +174,13 @@ class DaemonParts:
     pipeline: ShadowPipeline
     writer: BatchWriter
     records_in_flight: int
-    consumer: Any  # the Kafka consumer of the mirrored topic
-    producer: Any  # decisions
-    dlq_producer: Any  # dead letters
+    source: RecordSource  # the mirrored topic, as a consumer-group member
+    decisions: RecordPublisher  # gate decisions to the decisions topic
+    dead_letter_producer: RecordPublisher  # dead letters to the DLQ topic
     mirror: MirrorConsumer
 
     async def publish_decision(self, decision: dict[str, Any]) -> None:
-        await self.producer.send_and_wait(
+        await self.decisions.publish(
             self.config.kafka.decisions_topic, json.dumps(decision).encode(), key=decision["rollout"].encode()
         )
 
@@ -194,17 +196,18 @@ def daemon_parts(config: Config, store: SqlVerdictStore, metrics: Metrics) -> Da
     pipeline = ShadowPipeline(config, models, store, metrics)
     writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     in_flight = records_in_flight_for(config)
-    consumer = make_consumer(config.kafka, max_records=in_flight)
-    dlq_producer = make_producer(config.kafka, idempotent=False)
+    source = KafkaRecordSource(make_consumer(config.kafka, max_records=in_flight))
+    decisions = KafkaRecordPublisher(make_producer(config.kafka))
+    # Not idempotent on purpose: see make_producer.
+    dead_letter_producer = KafkaRecordPublisher(make_producer(config.kafka, idempotent=False))
     mirror = MirrorConsumer(
-        consumer, dlq_producer, pipeline, writer,
-        topic=config.kafka.topic, dlq_topic=config.kafka.dead_letter_topic, max_in_flight=in_flight,
-        metrics=metrics,
+        source, DeadLetterPublisher(dead_letter_producer, config.kafka.dead_letter_topic), pipeline, writer,
+        topic=config.kafka.topic, max_in_flight=in_flight, metrics=metrics,
     )
     return DaemonParts(
         config=config, store=store, metrics=metrics, models=models, pipeline=pipeline, writer=writer,
-        records_in_flight=in_flight, consumer=consumer, producer=make_producer(config.kafka),
-        dlq_producer=dlq_producer, mirror=mirror,
+        records_in_flight=in_flight, source=source, decisions=decisions,
+        dead_letter_producer=dead_letter_producer, mirror=mirror,
     )
 
 

@@ -25,6 +25,10 @@ BUILDERS = {
     "BatchWriter": {"wiring.py"},
     "PromoterLoop": {"wiring.py"},
     "ApiState": {"wiring.py"},
+    "KafkaRecordSource": {"wiring.py"},
+    "KafkaRecordPublisher": {"wiring.py"},
+    "MirrorConsumer": {"wiring.py"},
+    "DeadLetterPublisher": {"wiring.py"},
 }
 
 
