@@ -187,7 +187,7 @@ def figure_queries(work: Path, quick: bool) -> list[Figure]:
     report = reports[worst_report]["p95_ms"]
     pages = {k: v["p95_ms"] for k, v in queries.items() if k.startswith("page")}
     worst_page = max(pages.values())
-    via = "HTTP (shadowd.api_routes)" if result["via"] == "http" else "store calls (no api_routes yet)"
+    via = "HTTP (shadowd.http)" if result["via"] == "http" else "store calls (no api_routes yet)"
     loaded = result["loaded"]
     fold = result.get("fold")
     fold_note = f"; one-off fold of the bulk load {fold['verdicts']:,} verdicts in {fold['seconds']} s" if fold else ""

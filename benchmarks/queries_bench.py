@@ -5,7 +5,7 @@
 Makes a fresh database on that server, migrates it (`upgrade_database`, as `shadowd db upgrade` does),
 bulk-loads verdicts and findings with COPY (secondary indexes and constraints dropped for the load and
 rebuilt after, so the final schema is exactly the migrated one), runs ANALYZE, then times repeated
-requests. With `shadowd/api_routes.py` present the requests go over HTTP to the real aiohttp app on a
+requests. With `shadowd/http/` present the requests go over HTTP to the real aiohttp app on a
 loopback port; without it the same store calls the routes make (`build_report`, `list_verdicts`) are
 timed directly. Prints one JSON object; drops the database at the end (unless --keep).
 """
@@ -372,7 +372,7 @@ async def measure(db_url: str, workdir: Path, args: argparse.Namespace, columns:
             (VerdictFilter(status="regression"), 50, middle_id), None),
     }
     try:
-        import shadowd.api_routes  # noqa: F401
+        import shadowd.http.app  # noqa: F401
 
         has_routes = True
     except ImportError:
@@ -399,7 +399,7 @@ async def measure(db_url: str, workdir: Path, args: argparse.Namespace, columns:
 async def _over_http(config: Any, store: Any, queries: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import aiohttp
 
-    from shadowd.api import ApiState, create_app, start_http
+    from shadowd.http import ApiState, create_app, start_http
     from shadowd.metrics import Metrics
 
     port = free_port()

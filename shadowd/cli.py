@@ -668,6 +668,47 @@ def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
         click.echo(f"database downgraded to {reached or 'base (no shadowd tables)'}")
 
 
+@db.command("purge")
+@common_options
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+def db_purge(ctx: Context, dry_run: bool) -> None:
+    """Purge what the config's retention.* allows (verdicts, their outputs, dead letters), in bounded batches."""
+    from shadowd.retention import purge
+
+    config = _config_or_exit(ctx)
+    retention = config.retention
+
+    async def run() -> Any:
+        async with _store(ctx) as store:
+            return await purge(store.engine, retention, now(), configured=[r.name for r in config.rollouts],
+                               dry_run=dry_run)
+
+    if not retention.enabled:
+        message = "retention is off: the config sets none of retention.verdicts_days, outputs_days, dead_letters_days"
+        if ctx.as_json:
+            emit_json({"dry_run": dry_run, "enabled": False, "tables": {}, "message": message})
+        else:
+            click.echo(f"{message}; nothing purged")
+        return
+    result = run_async(run())
+    if ctx.as_json:
+        emit_json({**result.to_dict(), "enabled": True, "retention": retention.model_dump()})
+        return
+    verb = "would purge" if dry_run else "purged"
+    days = {"verdicts": retention.verdicts_days, "findings": retention.verdicts_days,
+            "verdict_outputs": retention.outputs_days, "dead_letters": retention.dead_letters_days}
+    click.echo(f"{'dry run: ' if dry_run else ''}{verb} (rows older than retention.*_days; a row exactly that old is kept)")
+    for table, figures in result.tables.items():
+        kept = figures.oldest_kept.isoformat() if figures.oldest_kept else "none"
+        limit = "kept forever" if days[table] is None else f"after {days[table]:g} days"
+        what = "emptied" if table == "verdict_outputs" else "deleted"
+        click.echo(f"  {table:<16} {figures.rows:>10} {what:<8} ({limit}); oldest kept: {kept}")
+    if result.protected_verdicts:
+        click.echo(f"  {result.protected_verdicts} older verdicts are kept because their rollout's current stage "
+                   "still decides on them")
+    click.echo(f"{result.statements} statements in {result.elapsed_s:.2f}s, longest {result.longest_statement_s:.3f}s")
+
+
 @main.command("fake-model")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))

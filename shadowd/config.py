@@ -20,6 +20,7 @@ from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
 from shadowd.core.redaction import Redactor, StoreOutputs
 from shadowd.core.rollout import RolloutSpec
 from shadowd.credentials import env_form, secret_keys
+from shadowd.retention_config import RetentionConfig
 
 
 class ConfigError(Exception):
@@ -75,6 +76,23 @@ class ModelsConfig(_Strict):
     # seconds after a record's replay began: a shadow can wait.
     retry_deadline_s: float = Field(default=600.0, gt=0, le=86_400)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Share of the price the Message Batches API takes off (replay_mode: batch): 0.5 = half price.
+    batch_discount: float = Field(default=0.5, ge=0, lt=1)
+
+
+class BatchSection(_Strict):
+    """How `replay_mode: batch` rollouts gather and wait for their Message Batches (extension)."""
+
+    window_records: int = Field(default=1000, ge=1, le=100_000)  # model calls per batch at most
+    window_s: float = Field(default=60.0, gt=0, le=86_400)  # a window is submitted this long after it opened
+    poll_initial_s: float = Field(default=5.0, gt=0, le=3600)  # first wait before polling a batch
+    poll_max_s: float = Field(default=60.0, gt=0, le=3600)  # polls back off up to this interval
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> BatchSection:
+        if self.poll_max_s < self.poll_initial_s:
+            raise ValueError("poll_max_s must be at least poll_initial_s")
+        return self
 
 
 class JudgeSection(_Strict):
@@ -133,6 +151,9 @@ class RolloutConfig(_Strict):
     stages: list[int] = Field(default_factory=lambda: [1, 5, 25, 50, 100], min_length=1)
     gate: GateSection = Field(default_factory=GateSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+    # live: each call through the Messages API; batch: through the Message Batches API at its discount
+    # (latency not judged; verdicts come when the batch ends).
+    replay_mode: Literal["live", "batch"] = "live"
 
     @field_validator("noise_check")
     @classmethod
@@ -165,7 +186,9 @@ class FileConfig(_Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     rollouts: list[RolloutConfig] = Field(default_factory=list)
+    batch: BatchSection = Field(default_factory=BatchSection)
 
     @model_validator(mode="after")
     def _unique_rollouts(self) -> FileConfig:
@@ -193,11 +216,13 @@ class Config:
         self.file = file
         self.judges = judges or {}
         self.privacy = file.privacy
+        self.retention = file.retention
         # route -> its redactor; "" is the one for routes without their own patterns.
         self.redactors = redactors or {"": Redactor()}
         self.path = path
         self.kafka = file.kafka
         self.models = file.models
+        self.batch = file.batch
         self.route_rules = route_rules
         self.profiles = profiles
         self.rollouts = rollouts
@@ -292,6 +317,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 stages=tuple(rollout.stages),
                 gate=GateConfig(**rollout.gate.model_dump()),
                 budget_usd_per_hour=rollout.budget.usd_per_hour,
+                replay_mode=rollout.replay_mode,
             )
         )
     return Config(file, path, route_rules, profiles, tuple(rollouts), judges, _redactors(file, path))

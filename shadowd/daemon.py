@@ -13,9 +13,9 @@ from aiohttp import web
 from shadowd import wiring
 from shadowd.adapters.kafka import KafkaClientOptionError
 from shadowd.adapters.sql_store import DatabaseUrlError
-from shadowd.api import create_app, create_starting_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
+from shadowd.http import create_app, create_starting_app, start_http
 from shadowd.metrics import Metrics, sample_consumer_lag
 
 log = structlog.get_logger("shadowd.daemon")
@@ -100,8 +100,8 @@ async def async_run(
             runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
             log.info("http_listening", listen=options.http, open_reads=options.open_reads,
                      token_names=state.tokens.names())
-        if options.promoter and config.rollouts:
-            promoter = wiring.promoter_loop(store, config.rollouts, interval_s=options.promoter_interval_s,
+        if options.promoter and wiring.wants_promoter(config):
+            promoter = wiring.promoter_loop(store, config, interval_s=options.promoter_interval_s,
                                             metrics=metrics, publish=parts.publish_decision)
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
         background.append(asyncio.create_task(sample_consumer_lag(parts.source, metrics, stop), name="shadowd-lag"))
@@ -125,6 +125,8 @@ async def async_run(
             await parts.decisions.stop()
         with contextlib.suppress(Exception):
             await parts.dead_letter_producer.stop()
+        if parts.batches is not None:
+            await parts.batches.close()
         await parts.models.close()
         await store.close()
 

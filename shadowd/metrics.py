@@ -64,7 +64,39 @@ class Metrics:
             "shadowd_grading_cost_usd_total", "Judge spend in USD (part of the shadow budget).", ["rollout"], registry=r
         )
         self.in_flight_records = Gauge("shadowd_records_in_flight", "Records being replayed.", registry=r)
-        self.store_errors = Counter("shadowd_store_errors_total", "Failed writes to the store.", registry=r)
+        self.store_errors = Counter(
+            "shadowd_store_errors_total",
+            "Failed writes to the store: outages, unclassified errors and batches the store refused.", registry=r,
+        )
+        self.store_retries = Counter(
+            "shadowd_store_retries_total",
+            "Writes of the same rows tried again after a failure, by what failed (unavailable, unclassified, "
+            "refused_dead_letter); offsets wait meanwhile.",
+            ["reason"], registry=r,
+        )
+        # The retention purge (shadowd.retention), on the promoter's tick.
+        self.retention_purged = Counter(
+            "shadowd_retention_purged_rows_total",
+            "Rows the retention purge deleted, by table (verdicts, findings, dead_letters), or emptied "
+            "(verdict_outputs: verdicts whose stored outputs were dropped).",
+            ["table"], registry=r,
+        )
+        self.retention_duration = Histogram(
+            "shadowd_retention_purge_seconds", "Duration of one retention purge run.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60), registry=r,
+        )
+        self.retention_longest_statement = Gauge(
+            "shadowd_retention_longest_statement_seconds",
+            "The longest single statement of the last retention purge run.", registry=r,
+        )
+        self.retention_last_success = Gauge(
+            "shadowd_retention_last_success_timestamp_seconds",
+            "When a retention purge run last finished without error (Unix time; 0 = not yet).", registry=r,
+        )
+        for table in ("verdicts", "findings", "verdict_outputs", "dead_letters"):
+            self.retention_purged.labels(table)
+        for reason in ("unavailable", "unclassified", "refused_dead_letter"):
+            self.store_retries.labels(reason)
         self.consumer_paused = Gauge("shadowd_consumer_paused", "1 while fetching is paused.", registry=r)
         self.committed_offset = Gauge(
             "shadowd_committed_offset", "Last committed offset.", ["topic", "partition"], registry=r

@@ -12,8 +12,11 @@ from typing import Any
 import structlog
 
 from shadowd.adapters.anthropic_client import recorded_side
+from shadowd.batch import BatchCall, BatchReplayer
 from shadowd.config import Config
 from shadowd.core.adaptation import adapt_request
+from shadowd.core.batching import Slot
+from shadowd.core.caching import has_cache_breakpoint
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
@@ -23,6 +26,7 @@ from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
 from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
+from shadowd.core.spend import verdict_spend
 from shadowd.judge import AnswerGrader, GradingJob
 from shadowd.metrics import Metrics
 from shadowd.ports import ModelClient, VerdictStore
@@ -82,6 +86,8 @@ class ShadowPipeline:
         self._noise: dict[tuple[str, str], _RouteNoise] = {}
         self._noise_loads: dict[tuple[str, str], asyncio.Task[_RouteNoise]] = {}
         self._checks_in_flight: dict[tuple[str, str], int] = {}
+        # Calls of `replay_mode: batch` rollouts go here (shadowd/batch.py); set by the wiring.
+        self.batches: BatchReplayer | None = None
 
     def max_calls_per_record(self) -> int:
         """Model calls one envelope can cost when every rollout takes it (baselines are shared)."""
@@ -153,18 +159,20 @@ class ShadowPipeline:
         for model in checking:
             in_flight_key = (model, envelope.route)
             self._checks_in_flight[in_flight_key] = self._checks_in_flight.get(in_flight_key, 0) + 1
-        baseline_calls: dict[tuple[str, str, bool], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
+        baseline_calls: dict[tuple[str, str, bool, str], asyncio.Task[tuple[SideResult, SideResult | None]]] = {}
         candidate_calls: list[tuple[RolloutSpec, asyncio.Task[tuple[SideResult, tuple[str, ...]]]]] = []
         try:
             async with asyncio.TaskGroup() as group:
                 for rollout in active:
-                    key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name])
+                    key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name], rollout.replay_mode)
                     if key not in baseline_calls:
                         baseline_calls[key] = group.create_task(
-                            self._baseline_sides(envelope, rollout, key[2], deadline)
+                            self._baseline_sides(envelope, rollout, key[2], deadline, record)
                         )
                     candidate_calls.append(
-                        (rollout, group.create_task(self._replay(envelope, rollout.candidate, deadline)))
+                        (rollout, group.create_task(self._replay(
+                            envelope, rollout.candidate, deadline, self._batch_call(rollout, envelope, record, "candidate")
+                        )))
                     )
         finally:
             for model in checking:
@@ -176,7 +184,7 @@ class ShadowPipeline:
         rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
-            call_key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name])
+            call_key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name], rollout.replay_mode)
             baseline, repeat = baseline_calls[call_key].result()
             noise = route_noise[rollout.baseline]
             noise.model.threshold = rules.value_noise_threshold
@@ -187,16 +195,16 @@ class ShadowPipeline:
                 left = rollout.budget_usd_per_hour - self.spend[rollout.name].spent(now_s)
                 self.metrics.budget_remaining.labels(rollout.name).set(max(0.0, left))
             side_reason = error_reason_of(baseline, candidate)
-            if side_reason is ErrorReason.CAPACITY:
-                # The API was busy or away for one side past the deadline: no fair comparison, and
-                # never a finding against the candidate.
+            if side_reason in (ErrorReason.CAPACITY, ErrorReason.BATCH_RESULT):
+                # The API was busy or away for one side past the deadline, or the batch gave a side no
+                # answer: no fair comparison, and never a finding against the candidate.
                 failed = baseline if not baseline.ok else candidate
                 verdicts.append(
                     self._verdict(
                         envelope, rollout, record, Status.ERROR,
-                        reason=f"capacity: {'baseline' if failed is baseline else 'candidate'} call failed: "
-                        f"{(failed.error or 'unknown error')[:300]}",
-                        error_reason=ErrorReason.CAPACITY, baseline=baseline, candidate=candidate,
+                        reason=f"{side_reason.value}: {'baseline' if failed is baseline else 'candidate'} call "
+                        f"failed: {(failed.error or 'unknown error')[:300]}",
+                        error_reason=side_reason, baseline=baseline, candidate=candidate,
                         repeat=repeat, adaptations=adaptations,
                     )
                 )
@@ -225,6 +233,11 @@ class ShadowPipeline:
                 verdict = replace(verdict, noise_observation=comparison.observation)
             compared.append(verdict)
         verdicts += await self._graded(envelope, compared, now_s)
+        profiles = self.config.profiles
+        verdicts = [
+            replace(v, spend=verdict_spend(v.baseline, v.candidate, v.baseline_repeat, v.grading, profiles))
+            for v in verdicts
+        ]
         for verdict in verdicts:
             self._observe(verdict)
         return verdicts
@@ -314,8 +327,10 @@ class ShadowPipeline:
         return entry
 
     async def _baseline_sides(
-        self, envelope: Envelope, rollout: RolloutSpec, wants_repeat: bool, deadline: float
+        self, envelope: Envelope, rollout: RolloutSpec, wants_repeat: bool, deadline: float,
+        record: SourceRecord | None = None,
     ) -> tuple[SideResult, SideResult | None]:
+        repeat_call = self._batch_call(rollout, envelope, record, "repeat")
         if rollout.baseline_source == "recorded":
             profile = self.config.profiles.get(rollout.baseline)
             if envelope.response is None:
@@ -325,17 +340,43 @@ class ShadowPipeline:
                 )
             else:
                 baseline = recorded_side(rollout.baseline, envelope.response, envelope.latency_ms, profile)
-            repeat = (await self._replay(envelope, rollout.baseline, deadline))[0] if wants_repeat else None
+            repeat = (await self._replay(envelope, rollout.baseline, deadline, repeat_call))[0] if wants_repeat else None
             return baseline, repeat
+        baseline_call = self._batch_call(rollout, envelope, record, "baseline")
+        if wants_repeat and baseline_call is None and has_cache_breakpoint(envelope.request):
+            # The noise replay waits for the first to answer, so it reads the prompt cache the first
+            # wrote instead of writing it again at the same moment (cache reads cost 0.1x input).
+            baseline = (await self._replay(envelope, rollout.baseline, deadline))[0]
+            return baseline, (await self._replay(envelope, rollout.baseline, deadline))[0]
         if wants_repeat:
             (baseline, _), (repeat, _) = await asyncio.gather(
-                self._replay(envelope, rollout.baseline, deadline), self._replay(envelope, rollout.baseline, deadline)
+                self._replay(envelope, rollout.baseline, deadline, baseline_call),
+                self._replay(envelope, rollout.baseline, deadline, repeat_call),
             )
             return baseline, repeat
-        return (await self._replay(envelope, rollout.baseline, deadline))[0], None
+        return (await self._replay(envelope, rollout.baseline, deadline, baseline_call))[0], None
 
-    async def _replay(self, envelope: Envelope, model: str, deadline: float) -> tuple[SideResult, tuple[str, ...]]:
+    def _batch_call(
+        self, rollout: RolloutSpec, envelope: Envelope, record: SourceRecord | None, slot: Slot
+    ) -> BatchCall | None:
+        """The batch identity of one call of a `replay_mode: batch` rollout; None for a live one."""
+        if rollout.replay_mode != "batch":
+            return None
+        return BatchCall(
+            rollout.name, envelope.request_id, slot, record.source if record else None,
+            record.partition if record else None, record.offset if record else None,
+        )
+
+    async def _replay(
+        self, envelope: Envelope, model: str, deadline: float, batch: BatchCall | None = None
+    ) -> tuple[SideResult, tuple[str, ...]]:
         replay = adapt_request(envelope.request, model, self.config.profiles.get(model))
+        if batch is not None:
+            if self.batches is None:
+                raise RuntimeError("a replay_mode: batch rollout needs the batch replayer wired in")
+            side = await self.batches.replay(replay, envelope.api_version, batch)
+            self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()
+            return side, replay.adaptations
         started = time.perf_counter()
         side = await self.models.replay_request(replay, envelope.api_version, deadline)
         self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()

@@ -195,8 +195,11 @@ class PromoterLoop:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] | None = None,
         actor: str = "gate",
+        after_tick: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
+        # Work only the promoter does, once per tick after the gate (the retention purge): never two at once.
+        self.after_tick = after_tick
         self.actor = actor
         self.specs = specs
         self.interval_s = interval_s
@@ -212,6 +215,8 @@ class PromoterLoop:
                 try:
                     if await self._hold_role():
                         await self.tick()
+                        if self.after_tick is not None:
+                            await self.after_tick()
                 except Exception as exc:  # the database may be down: keep trying, never crash the daemon
                     log.error("promoter_tick_failed", error=repr(exc)[:500])
                     await self._release()

@@ -12,6 +12,7 @@ from shadowd.core.findings import Finding, Status
 from shadowd.core.judge import Grading
 from shadowd.core.noise import NoiseObservation
 from shadowd.core.results import SideResult
+from shadowd.core.spend import Spend
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class VerdictRecord:
     # For the learned noise model: set on one verdict per noise-checked baseline replay, stored
     # with it (not part of the verdict's own row).
     noise_observation: NoiseObservation | None = None
+    # Model calls and USD by purpose (replay, noise check, grading), added to the rollout's totals.
+    spend: Spend | None = None
 
     @property
     def model_calls(self) -> int:

@@ -18,6 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from shadowd.core.spend import spend_lines
+
 _DECISION_STYLE = {"promote": "bold green", "complete": "bold green", "hold": "bold yellow", "rollback": "bold red"}
 _STATUS_STYLE = {"pass": "green", "regression": "red", "noise": "yellow", "error": "magenta", "skipped": "dim"}
 _SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": ""}
@@ -189,6 +191,8 @@ def _print_noise(console: Console, report: dict[str, Any]) -> None:
             f"{_pct(check['noise_checked_share'])} replayed twice; "
             f"{'—' if per is None else f'{per:.2f}'} model calls per compared verdict"
         )
+    for line in spend_lines(report.get("spend")):
+        console.print(line, markup=False, highlight=False)
     noisiest = report.get("noisiest") or {}
     if not any(entry["paths"] or entry["codes"] for entry in noisiest.values()):
         return

@@ -11,6 +11,7 @@ from shadowd.adapters.sql_store import SqlVerdictStore
 from shadowd.core.gate import JUDGE_SILENT_AFTER, Evidence, GateDecision, RolloutState, evaluate_gate
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
 from shadowd.core.rollout import RolloutSpec
+from shadowd.core.spend import spend_report
 from shadowd.core.stats import wilson_interval
 
 # The learned noise shown is over this window, as the pipeline applies it.
@@ -139,6 +140,7 @@ async def build_report(
 ) -> dict[str, Any]:
     decision, state, figures = await gate_view(store, spec)
     calls = await store.model_calls(spec.name)
+    spent, gate_decisions = await store.call_spend(spec.name)
     counts = figures["counts"]
     errors_by_reason = await store.error_reason_counts(spec.name) if counts.get("error") else {}
     compared = figures["samples"]
@@ -210,6 +212,7 @@ async def build_report(
             "model_calls_per_compared": _rate(calls["model_calls"], compared),
         },
         "noisiest": await noisiest(store, spec, threshold_for),
+        "spend": spend_report(spent, compared, gate_decisions),
     }
 
 

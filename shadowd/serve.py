@@ -9,9 +9,9 @@ import signal
 import structlog
 
 from shadowd import wiring
-from shadowd.api import create_app, start_http
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
+from shadowd.http import create_app, start_http
 from shadowd.metrics import Metrics
 
 log = structlog.get_logger("shadowd.serve")
@@ -48,8 +48,8 @@ async def async_serve(
         reads_open = is_loopback(listen) if open_reads is None else open_reads
         runner = await start_http(create_app(state, open_reads=reads_open), listen)
         log.info("http_listening", listen=listen, promoter=promoter, kafka=False, open_reads=reads_open)
-        if promoter and config.rollouts:
-            loop_ = wiring.promoter_loop(store, config.rollouts, interval_s=promoter_interval_s, metrics=metrics)
+        if promoter and wiring.wants_promoter(config):
+            loop_ = wiring.promoter_loop(store, config, interval_s=promoter_interval_s, metrics=metrics)
             background.append(asyncio.create_task(loop_.run(stop), name="shadowd-promoter"))
         if ready is not None:
             ready.set()

@@ -19,18 +19,19 @@ import structlog
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
 from shadowd.adapters.kafka import KafkaRecordPublisher, KafkaRecordSource, make_consumer, make_producer
 from shadowd.adapters.sql_store import DatabaseUrlError, SqlVerdictStore, open_existing_store, open_store
-from shadowd.api import ApiState, NotReady
 from shadowd.auth import TokenRegistry
+from shadowd.batch import BatchReplayer, attach_batches
 from shadowd.config import Config, Settings
 from shadowd.consumer import MirrorConsumer
 from shadowd.core.backoff import Backoff
 from shadowd.core.in_flight import calls_per_record, records_in_flight
-from shadowd.core.rollout import RolloutSpec
 from shadowd.dlq_publisher import DeadLetterPublisher
+from shadowd.http import ApiState, NotReady
 from shadowd.metrics import Metrics
 from shadowd.pipeline import ShadowPipeline
 from shadowd.ports_kafka import RecordPublisher, RecordSource
 from shadowd.promoter import PromoterLoop
+from shadowd.retention import retention_task
 from shadowd.writer import BatchWriter
 
 log = structlog.get_logger("shadowd.wiring")
@@ -80,12 +81,15 @@ async def open_pipeline(
     store = await open_store(db_url, upgrade=True)
     models = model_client(config, base_url, metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
+    batches = attach_batches(pipeline, config, store, base_url)
     writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     try:
         await writer.start()
         yield PipelineParts(pipeline, writer, store, models)
     finally:
         await writer.close()
+        if batches is not None:
+            await batches.close()
         await models.close()
         await store.close()
 
@@ -148,18 +152,25 @@ def api_state(
     )
 
 
+def wants_promoter(config: Config) -> bool:
+    """The promoter's tick has work: rollouts to gate, or retention to apply."""
+    return bool(config.rollouts) or config.retention.enabled
+
+
 def promoter_loop(
     store: SqlVerdictStore,
-    rollouts: tuple[RolloutSpec, ...],
+    config: Config,
     *,
     interval_s: float,
     metrics: Metrics,
     publish: PublishDecision | None = None,
 ) -> PromoterLoop:
-    """The gate's loop; its actor names this process in the audit trail."""
+    """The gate's loop, with the retention purge after each tick; its actor names this process in the
+    audit trail."""
     return PromoterLoop(
-        store, rollouts, interval_s=interval_s, publish=publish, metrics=metrics,
+        store, config.rollouts, interval_s=interval_s, publish=publish, metrics=metrics,
         actor=f"gate@{socket.gethostname()}:{os.getpid()}",
+        after_tick=retention_task(store.engine, config, metrics).run_once,
     )
 
 
@@ -174,6 +185,7 @@ class DaemonParts:
     pipeline: ShadowPipeline
     writer: BatchWriter
     records_in_flight: int
+    batches: BatchReplayer | None  # replay_mode: batch rollouts (Message Batches API)
     source: RecordSource  # the mirrored topic, as a consumer-group member
     decisions: RecordPublisher  # gate decisions to the decisions topic
     dead_letter_producer: RecordPublisher  # dead letters to the DLQ topic
@@ -194,6 +206,7 @@ def daemon_parts(config: Config, store: SqlVerdictStore, metrics: Metrics) -> Da
     """The model client, pipeline, writer and Kafka clients of `run`, over an open store."""
     models = model_client(config, metrics=metrics)
     pipeline = ShadowPipeline(config, models, store, metrics)
+    batches = attach_batches(pipeline, config, store)
     writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
     in_flight = records_in_flight_for(config)
     source = KafkaRecordSource(make_consumer(config.kafka, max_records=in_flight))
@@ -206,7 +219,7 @@ def daemon_parts(config: Config, store: SqlVerdictStore, metrics: Metrics) -> Da
     )
     return DaemonParts(
         config=config, store=store, metrics=metrics, models=models, pipeline=pipeline, writer=writer,
-        records_in_flight=in_flight, source=source, decisions=decisions,
+        records_in_flight=in_flight, batches=batches, source=source, decisions=decisions,
         dead_letter_producer=dead_letter_producer, mirror=mirror,
     )
 
@@ -228,5 +241,6 @@ __all__ = [
     "open_serve_store",
     "open_store_when_up",
     "promoter_loop",
+    "wants_promoter",
     "records_in_flight_for",
 ]

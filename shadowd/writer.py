@@ -160,32 +160,37 @@ class BatchWriter:
             try:
                 inserted = await self._store.save(verdicts, letters)
             except StoreRefused as exc:
+                self._metrics.store_errors.inc()
                 if not refused_is_outage:
                     self._recovered(verdicts)
                     raise
-                self._failed(exc, delay, verdicts, letters)
+                self._failed(exc, delay, verdicts, letters, "refused_dead_letter")
             except StoreUnavailable as exc:
-                self._failed(exc, delay, verdicts, letters)
+                self._metrics.store_errors.inc()
+                self._failed(exc, delay, verdicts, letters, "unavailable")
             except Exception as exc:  # unclassified: an outage unless the store answers and it happens again
+                self._metrics.store_errors.inc()
                 unclassified += 1
                 if unclassified >= UNCLASSIFIED_TRIES and await self._store_answers():
                     self._recovered(verdicts)
                     raise StoreRefused("store_error", f"{type(exc).__name__}: {exc}"[:300]) from exc
-                self._failed(exc, delay, verdicts, letters)
+                self._failed(exc, delay, verdicts, letters, "unclassified")
             else:
                 self._recovered(verdicts)
                 return inserted
             await asyncio.sleep(delay)
 
     def _failed(
-        self, exc: Exception, delay: float, verdicts: Sequence[VerdictRecord], letters: Sequence[DeadLetter]
+        self, exc: Exception, delay: float, verdicts: Sequence[VerdictRecord], letters: Sequence[DeadLetter],
+        retry_reason: str,
     ) -> None:
+        """A write failed and the same rows will be tried again after `delay`."""
         if self.healthy:
             self._failing_since = time.monotonic()
         self.healthy = False
         # Only the kind of error reaches readiness: driver messages can name hosts and users.
         self._last_error = "store unavailable" if isinstance(exc, StoreUnavailable) else type(exc).__name__
-        self._metrics.store_errors.inc()
+        self._metrics.store_retries.labels(retry_reason).inc()
         log.error("store_write_failed", error=f"{type(exc).__name__}: {exc}"[:500], retry_in_s=delay,
                   verdicts=len(verdicts), dead_letters=len(letters))
 

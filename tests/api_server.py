@@ -17,8 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import load_config
+from shadowd.http import ApiState, create_app, runner_options
 from shadowd.logging import configure_logging, register_secrets
 from shadowd.metrics import Metrics
 from tests.unit.test_api import CONFIG, _verdict

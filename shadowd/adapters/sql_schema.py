@@ -129,6 +129,7 @@ dead_letters = Table(
     Column("payload_truncated", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("source", "partition", "offset", name="uq_dead_letters_position"),
     Index("ix_dead_letters_reason", "reason"),
+    Index("ix_dead_letters_created", "created_at"),
 )
 
 # Running totals per rollout, kept by SqlVerdictStore.roll_up(): reports read these small tables
@@ -225,4 +226,24 @@ rollout_calls = Table(
     Column("replayed", BigInteger, nullable=False),  # verdicts with at least one model call
     Column("noise_checked", BigInteger, nullable=False),
     Column("model_calls", BigInteger, nullable=False),
+    # Calls and USD by purpose (shadowd.core.spend.Spend; 0008_call_spend).
+    Column("replay_calls", BigInteger, nullable=False, server_default="0"),
+    Column("replay_usd", Float, nullable=False, server_default="0"),
+    Column("noise_calls", BigInteger, nullable=False, server_default="0"),
+    Column("noise_usd", Float, nullable=False, server_default="0"),
+    Column("grading_calls", BigInteger, nullable=False, server_default="0"),
+    Column("grading_usd", Float, nullable=False, server_default="0"),
+    Column("cache_read_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_saved_usd", Float, nullable=False, server_default="0"),
+)
+
+# How far a retention task has got, per rollout (shadowd.adapters.sql_retention): the outputs purge has
+# emptied every verdict of `rollout` created before `done_before`, so it never reads those rows again.
+retention_marks = Table(
+    "retention_marks",
+    metadata,
+    Column("task", String(32), primary_key=True),
+    Column("rollout", String(128), primary_key=True),
+    Column("done_before", DateTime(timezone=True), nullable=False),
 )

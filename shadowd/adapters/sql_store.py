@@ -35,6 +35,7 @@ from shadowd.core.findings import Finding, Status
 from shadowd.core.histogram import bucket_of, histogram_percentile
 from shadowd.core.judge import Grading
 from shadowd.core.results import SideResult
+from shadowd.core.spend import Spend
 from shadowd.core.storable import escape_text, finite_or_none, int32_or_none, storable_json
 from shadowd.ports import StoreRefused, StoreUnavailable
 from shadowd.records import DeadLetter, VerdictRecord
@@ -186,6 +187,7 @@ class SqlVerdictStore:
         """Fold the new verdicts' noise observations and model calls into their running counts."""
         noise: dict[tuple[str, str, str, str, datetime], list[int]] = {}
         calls: dict[str, list[int]] = {}
+        spend: dict[str, Spend] = {}
         for record in records:
             spent = record.model_calls
             if spent:
@@ -193,6 +195,8 @@ class SqlVerdictStore:
                 entry[0] += 1
                 entry[1] += record.baseline_repeat is not None
                 entry[2] += spent
+                if record.spend is not None:
+                    spend[record.rollout] = spend.get(record.rollout, Spend()) + record.spend
             observation = record.noise_observation
             if observation is None or record.baseline is None:
                 continue
@@ -211,7 +215,8 @@ class SqlVerdictStore:
             for k, v in sorted(noise.items())
         ])
         await self._add(connection, rollout_calls, ["rollout"], [
-            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2]}
+            {"rollout": k, "replayed": v[0], "noise_checked": v[1], "model_calls": v[2],
+             **spend.get(k, Spend()).as_row()}
             for k, v in sorted(calls.items())
         ])
 
@@ -243,6 +248,19 @@ class SqlVerdictStore:
             return {"replayed": 0, "noise_checked": 0, "model_calls": 0}
         return {"replayed": int(row.replayed), "noise_checked": int(row.noise_checked),
                 "model_calls": int(row.model_calls)}
+
+    async def call_spend(self, rollout: str) -> tuple[Spend, int]:
+        """The rollout's calls and USD by purpose, and how many gate decisions (promote or rollback) it took."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(rollout_calls).where(rollout_calls.c.rollout == rollout))).first()
+            taken = (await connection.execute(
+                select(func.count()).select_from(decisions).where(
+                    decisions.c.rollout == rollout, decisions.c.kind == "gate",
+                    decisions.c.decision.in_(("promote", "rollback")),
+                )
+            )).scalar_one()
+        total = Spend() if row is None else Spend.from_row(row._mapping)
+        return total, int(taken)
 
     async def existing_verdicts(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Concurrent callers share one query: under load this is one round trip per batch, not per record."""

@@ -31,6 +31,14 @@ class ModelProfile:
             + usage.output_tokens * self.usd_per_mtok_output / 1_000_000
         )
 
+    def uncached_cost_usd(self, usage: Usage) -> float:
+        """The same call with every input token (cached or not) at the plain input price."""
+        return (
+            (usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens)
+            * self.usd_per_mtok_input / 1_000_000
+            + usage.output_tokens * self.usd_per_mtok_output / 1_000_000
+        )
+
 
 BUILTIN_PROFILES: dict[str, ModelProfile] = {
     profile.model: profile

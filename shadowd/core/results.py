@@ -16,6 +16,7 @@ class Failure(StrEnum):
     SERVER = "server"  # other 5xx (and 409) that persisted over the bounded attempts
     REQUEST = "request"  # a 4xx: the model refused this request as sent
     RESPONSE = "response"  # the answer could not be read
+    BATCH = "batch"  # a batch request errored, expired or was canceled: the batch API's verdict, not an answer
 
 
 class ErrorReason(StrEnum):
@@ -24,6 +25,7 @@ class ErrorReason(StrEnum):
     CAPACITY = "capacity"  # a side's calls met capacity errors until the record's retry deadline
     BASELINE_FAILED = "baseline_failed"  # the baseline failed on its own (4xx, persistent 5xx, no recorded answer)
     COMPARATOR_FAULT = "comparator_fault"  # the comparator could not judge this pair
+    BATCH_RESULT = "batch_result"  # a side's batch request errored, expired or was canceled (replay_mode: batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,10 @@ def error_reason_of(baseline: SideResult, candidate: SideResult | None) -> Error
     Capacity failures are never the candidate's fault: a candidate that met only capacity errors
     makes the verdict an error, where any other candidate failure is the candidate's own finding.
     """
+    if not baseline.ok and baseline.failure == Failure.BATCH:
+        return ErrorReason.BATCH_RESULT
+    if candidate is not None and not candidate.ok and candidate.failure == Failure.BATCH:
+        return ErrorReason.BATCH_RESULT
     if not baseline.ok:
         return ErrorReason.CAPACITY if baseline.failure == Failure.CAPACITY else ErrorReason.BASELINE_FAILED
     if candidate is not None and not candidate.ok and candidate.failure == Failure.CAPACITY:

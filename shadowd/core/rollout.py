@@ -13,6 +13,7 @@ from shadowd.core.gate import GateConfig
 from shadowd.core.noise import noise_checked
 
 BaselineSource = Literal["replay", "recorded"]
+ReplayMode = Literal["live", "batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,12 @@ class RolloutSpec:
     stages: tuple[int, ...] = (1, 5, 25, 50, 100)
     gate: GateConfig = field(default_factory=GateConfig)
     budget_usd_per_hour: float | None = None
+    replay_mode: ReplayMode = "live"  # batch: replays go through the Message Batches API
+
+    @property
+    def latency_judged(self) -> bool:
+        """Batch replays wait for their batch, so their latency says nothing of the model."""
+        return self.replay_mode == "live"
 
     def applies_to(self, envelope: Envelope) -> bool:
         return envelope.model == self.baseline and any(fnmatchcase(envelope.route, p) for p in self.routes)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from shadowd.fakemodel.batch_plan import BatchPlan, parse_batch_plan
 from shadowd.fakemodel.capacity import (
     CapacityError,
     CapacityPlan,
@@ -118,6 +119,7 @@ class Behaviours:
     rules: Mapping[str, ModelRules] = field(default_factory=lambda: BUILTIN_RULES)
     capacity: CapacityPlan = field(default_factory=CapacityPlan)  # windows that hit every model alike
     rate_limit: RequestQuota | None = None  # one request quota shared by every model
+    batches: BatchPlan = field(default_factory=BatchPlan)  # how the Message Batches API behaves
 
     def behaviour_for(self, model: str) -> ModelBehaviour:
         return self.models.get(model, self.default)
@@ -194,13 +196,19 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         return Behaviours()
     if not isinstance(document, dict):
         raise BehaviourError(f"{source}: the top level must be a mapping with a `models` key")
-    unknown = sorted(set(map(str, document)) - {"models", "capacity", "rate_limit"})
+    unknown = sorted(set(map(str, document)) - {"models", "capacity", "rate_limit", "batches"})
     if unknown:
-        raise BehaviourError(f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`, `rate_limit`)")
+        raise BehaviourError(
+            f"{source}: unknown key `{unknown[0]}` (expected `models`, `capacity`, `rate_limit`, `batches`)"
+        )
     try:
         capacity = parse_capacity(document.get("capacity"), source)
         rate_limit = parse_rate_limit(document.get("rate_limit"), source)
     except CapacityError as exc:
+        raise BehaviourError(str(exc)) from None
+    try:
+        batches = parse_batch_plan(document.get("batches"), source)
+    except ValueError as exc:
         raise BehaviourError(str(exc)) from None
     models_doc = document.get("models") or {}
     if not isinstance(models_doc, dict):
@@ -226,7 +234,7 @@ def parse_behaviours(document: Any, source: str = "<behaviours>") -> Behaviours:
         model_rules = _parse_rules(entry, rules.get(str(model_id)), key, source)
         if model_rules is not None:
             rules[str(model_id)] = model_rules
-    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity, rate_limit)
+    return Behaviours(MappingProxyType(models), default, MappingProxyType(rules), capacity, rate_limit, batches)
 
 
 def _parse_behaviour(entry: dict[str, Any], key: str, source: str) -> ModelBehaviour:

@@ -19,8 +19,30 @@ def canonical_json(value: Any) -> str:
 
 def request_digest(body: dict[str, Any]) -> tuple[bytes, str]:
     """The sha256 of the output-shaping fields of a request body, and their canonical JSON."""
-    text = canonical_json({name: body.get(name) for name in DIGEST_FIELDS})
-    return hashlib.sha256(text.encode()).digest(), text
+    digest, text, _ = digest_request(body)
+    return digest, text
+
+
+def digest_request(body: dict[str, Any]) -> tuple[bytes, str, bool]:
+    """`request_digest` and whether those fields held a `cache_control` marker.
+
+    The markers are left out of the digest: caching changes what a call costs, never its answer.
+    """
+    fields = {name: body.get(name) for name in DIGEST_FIELDS}
+    text = canonical_json(fields)
+    marked = '"cache_control":' in text
+    if marked:
+        text = canonical_json(strip_cache_control(fields))
+    return hashlib.sha256(text.encode()).digest(), text, marked
+
+
+def strip_cache_control(value: Any) -> Any:
+    """The value without any `cache_control` key: what an answer depends on."""
+    if isinstance(value, dict):
+        return {k: strip_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    if isinstance(value, list):
+        return [strip_cache_control(v) for v in value]
+    return value
 
 
 def unit(digest: bytes, *labels: str) -> float:

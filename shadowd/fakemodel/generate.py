@@ -137,15 +137,13 @@ def _cut_to_tokens(blocks: list[dict[str, Any]], max_tokens: int) -> list[dict[s
 
 
 def _usage(view: RequestView, output_tokens: int) -> dict[str, int]:
-    total_input = max(1, math.ceil(view.input_chars / 4))
-    cache_read = 0
-    if view.cache_control:
-        cache_read = int(total_input * (0.5 + 0.4 * unit(view.digest, "cache_read")))
+    """All input uncached; the server's prompt cache (prompt_cache.py) splits it when the request
+    carries cache breakpoints."""
     return {
-        "input_tokens": total_input - cache_read,
+        "input_tokens": max(1, math.ceil(view.input_chars / 4)),
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cache_read,
+        "cache_read_input_tokens": 0,
     }
 
 

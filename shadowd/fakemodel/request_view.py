@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shadowd.fakemodel.digest import request_digest, unit
+from shadowd.fakemodel.digest import digest_request, unit
 from shadowd.fakemodel.schema_instance import CompiledSchema, schema_in_text, system_text
 
 # What a clean model answers with; faults are chosen among those applicable to the kind.
@@ -39,7 +39,7 @@ class RequestView:
 
 def view_request(body: dict[str, Any]) -> RequestView:
     """Digest a request body; pure, so the same body always gives the same view."""
-    digest, canonical = request_digest(body)
+    digest, canonical, marked = digest_request(body)
     tools = tuple(
         tool
         for tool in (body.get("tools") or ())
@@ -61,5 +61,5 @@ def view_request(body: dict[str, Any]) -> RequestView:
         kind = "json"
     else:
         kind = "text"
-    cache_control = "cache_control" in body or '"cache_control":' in canonical
+    cache_control = "cache_control" in body or marked
     return RequestView(body, digest, tools, forced_tool, output_schema, kind, len(canonical), cache_control)

@@ -9,7 +9,7 @@ import logging
 import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from shadowd.fakemodel.generate import (
     grade_reply,
     is_grading_request,
 )
+from shadowd.fakemodel.prompt_cache import PromptCache
 from shadowd.fakemodel.request_view import RequestView, view_request
 
 BACKLOG = 4096
@@ -49,6 +50,8 @@ class ServerStats:
     by_model: dict[str, int] = field(default_factory=dict)
     by_api_version: dict[str, int] = field(default_factory=dict)
     capacity_faults: dict[str, int] = field(default_factory=dict)  # scripted capacity faults served
+    batches_created: int = 0  # Message Batches API: batches and the requests in them
+    batch_requests: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,8 @@ class ServerStats:
             "by_model": dict(sorted(self.by_model.items())),
             "by_api_version": dict(sorted(self.by_api_version.items())),
             "capacity_faults": dict(sorted(self.capacity_faults.items())),
+            "batches_created": self.batches_created,
+            "batch_requests": self.batch_requests,
         }
 
 
@@ -105,6 +110,9 @@ async def start_fake_model(
     app.router.add_post("/v1/messages/count_tokens", endpoint.count_tokens)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/stats", endpoint.stats_json)
+    from shadowd.fakemodel.batches import BatchesEndpoint
+
+    BatchesEndpoint(behaviours, stats, _random_id).register(app)
     runner = web.AppRunner(
         app,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
@@ -231,6 +239,7 @@ class _MessagesEndpoint:
         self._listener = listener
         self._attempts: dict[tuple[str, bytes], int] = {}
         self._quota_used: dict[int, int] = {}  # calls counted in the current rate_limit window
+        self._cache = PromptCache()
 
     async def stats_json(self, request: web.Request) -> web.Response:
         return web.json_response(self._stats.as_dict())
@@ -347,19 +356,18 @@ class _MessagesEndpoint:
             await _sleep(latency)
             return _error_response(ApiError(500, "api_error", "Internal server error"))
 
-        if is_grading_request(view):
-            # The judge sees only the prompt: whether the answer is wrong comes from its own text.
-            wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
-            reply = grade_reply(view, *behaviours.grade_plan(model, view, wrong))
-        else:
-            salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-            noisy = behaviours.behaviour_for(model).noisy_fields
-            reply = generate_reply(view, plan.content, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
+        reply = reply_for(behaviours, model, view, plan.content)
+        cached: list[bytes] = []
+        if view.cache_control:
+            split, cached = self._cache.plan(model, body, reply.usage["input_tokens"])
+            reply = replace(reply, usage={**reply.usage, **split})
         message_id = _random_id("msg_01")
         if body.get("stream") is True:
             self._stats.streamed += 1
+            self._cache.store(cached)  # readable from the moment message_start is sent
             return await _stream(request, reply, message_id, model, latency)
         await _sleep(latency)
+        self._cache.store(cached)
         return web.Response(
             body=json.dumps(reply.message(message_id, model)).encode(),
             content_type="application/json",
@@ -373,6 +381,17 @@ class _MessagesEndpoint:
             del self._attempts[next(iter(self._attempts))]  # forget the oldest request
         self._attempts[key] = attempts + 1
         return attempts == 0
+
+
+def reply_for(behaviours: Behaviours, model: str, view: RequestView, content_fault: str | None) -> Reply:
+    """The answer `model` gives to `view` under the behaviours (live calls and batch requests alike)."""
+    if is_grading_request(view):
+        # The judge sees only the prompt: whether the answer is wrong comes from its own text.
+        wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
+        return grade_reply(view, *behaviours.grade_plan(model, view, wrong))
+    salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
+    noisy = behaviours.behaviour_for(model).noisy_fields
+    return generate_reply(view, content_fault, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
 
 
 async def _sleep(seconds: float) -> None:

@@ -15,6 +15,7 @@ from shadowd.core.stats import PairedCounts, sequential_bounds, wilson_interval
 from shadowd.pages import svg
 from shadowd.pages.base import page
 from shadowd.pages.escape import esc, url_part
+from shadowd.pages.spend_section import spend_section
 from shadowd.report import SEVERITY_ORDER, build_report
 from shadowd.routing import build_routes_table
 
@@ -68,6 +69,7 @@ def render_report_page(data: dict[str, Any], link_base: str = "verdicts/") -> st
         _history_section(data["history"]),
         _findings_section(report, data["by_code_route"], link_base),
         _latency_cost_section(report, data["latency"], _route_costs(data["route_figures"])),
+        spend_section(report.get("spend")),
         _routes_section(data["routes"]),
         _noise_section(data["noisy_paths"], report),
         _footnotes(report),

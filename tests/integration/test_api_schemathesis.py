@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowd.openapi import openapi_document
+from shadowd.http import openapi_document
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN, READ = "st-admin-Tok3n-value", "st-read-Tok3n-value"

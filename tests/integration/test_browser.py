@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from shadowd.adapters.sql_store import open_existing_store
-from shadowd.api import ApiState, create_app
 from shadowd.config import load_config
 from shadowd.demo.run import demo_file
+from shadowd.http import ApiState, create_app
 from shadowd.metrics import Metrics
 from tests.helpers import run_cli_json
 

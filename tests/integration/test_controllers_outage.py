@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import load_config
+from shadowd.http import ApiState, create_app, runner_options
 from shadowd.metrics import Metrics
 from shadowd.promoter import apply_manual
 

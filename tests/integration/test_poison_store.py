@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
-from shadowd.api import ApiState, NotReady, create_app
 from shadowd.config import load_config
 from shadowd.core.findings import Finding, Severity, Status
 from shadowd.core.results import SideResult, Usage
+from shadowd.http import ApiState, NotReady, create_app
 from shadowd.metrics import Metrics
 from shadowd.pipeline import RecordOutcome
 from shadowd.ports import StoreUnavailable

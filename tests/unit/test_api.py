@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
-from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import Config, load_config
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
+from shadowd.http import ApiState, create_app, runner_options
 from shadowd.metrics import Metrics
 from shadowd.records import VerdictRecord
 
@@ -341,7 +341,7 @@ async def test_openapi_document_describes_every_route(client: TestClient[Any, An
 def test_openapi_document_is_valid_openapi() -> None:
     """The document passes an OpenAPI 3.1 validator (when one is installed)."""
     validator = pytest.importorskip("openapi_spec_validator")
-    from shadowd.openapi import openapi_document
+    from shadowd.http import openapi_document
 
     validator.validate(openapi_document())
 

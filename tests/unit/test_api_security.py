@@ -18,9 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
-from shadowd.api import ApiState, create_app, runner_options
 from shadowd.auth import AuthThrottle, TokenFileError, hash_token, load_tokens
 from shadowd.config import Config, load_config
+from shadowd.http import ApiState, create_app, runner_options
 from shadowd.logging import configure_logging, register_secrets
 from shadowd.metrics import Metrics
 from tests.unit.test_api import CONFIG, _seed
@@ -385,7 +385,7 @@ async def test_no_token_or_key_in_any_log_line(
 def test_app_factory_defaults_to_closed_reads(config: Config) -> None:
     """create_app without open_reads keeps reads closed: the `run` default; open reads is explicit."""
     state = ApiState(config=config, store=None, metrics=Metrics())  # type: ignore[arg-type]
-    from shadowd.api import OPEN_READS_KEY
+    from shadowd.http import OPEN_READS_KEY
 
     assert create_app(state)[OPEN_READS_KEY] is False
     assert create_app(state, open_reads=True)[OPEN_READS_KEY] is True

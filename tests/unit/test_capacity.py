@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
 from shadowd.adapters.sql_store import open_store
-from shadowd.api import ApiState, create_app, runner_options
 from shadowd.config import Settings, load_config
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.findings import Status
@@ -23,6 +22,7 @@ from shadowd.core.profiles import resolve_profiles
 from shadowd.core.results import ErrorReason, Failure, SideResult, error_reason_of
 from shadowd.fakemodel import BehaviourError, FakeModelServer, parse_behaviours, start_fake_model
 from shadowd.fakemodel.capacity import CapacityWindow
+from shadowd.http import ApiState, create_app, runner_options
 from shadowd.metrics import Metrics
 from shadowd.pipeline import ShadowPipeline
 from shadowd.records import SourceRecord

@@ -203,16 +203,47 @@ async def test_small_max_tokens_cuts_the_output(client: anthropic.AsyncAnthropic
     assert roomy.stop_reason == "end_turn" and roomy.usage.output_tokens <= 100
 
 
-async def test_cache_control_reports_cache_reads(client: anthropic.AsyncAnthropic) -> None:
-    """A request with a cache breakpoint reports deterministic cache reads out of its input tokens."""
-    cached_block = {"type": "text", "text": "Long policy " * 200, "cache_control": {"type": "ephemeral"}}
+async def test_cache_control_writes_then_reads_the_prefix(client: anthropic.AsyncAnthropic) -> None:
+    """A cache breakpoint on a long prefix is written by the first call and read by the next, as the API reports."""
+    cached_block = {"type": "text", "text": "Long policy " * 500, "cache_control": {"type": "ephemeral"}}
     body = text_request(4, system=[cached_block])
     first = await client.messages.create(**sdk_kwargs(body))
     again = await client.messages.create(**sdk_kwargs(body))
-    plain = await client.messages.create(**sdk_kwargs(text_request(4)))
-    assert first.usage.cache_read_input_tokens and first.usage.cache_read_input_tokens > 0
-    assert first.usage == again.usage
-    assert plain.usage.cache_read_input_tokens == 0
+    plain = await client.messages.create(**sdk_kwargs(text_request(4, system=[{"type": "text", "text": cached_block["text"]}])))
+    written = first.usage.cache_creation_input_tokens
+    assert written and written >= 1024 and first.usage.cache_read_input_tokens == 0
+    assert again.usage.cache_read_input_tokens == written and again.usage.cache_creation_input_tokens == 0
+    assert again.usage.input_tokens == first.usage.input_tokens > 0
+    total = plain.usage.input_tokens
+    assert first.usage.input_tokens + written == total  # the same prompt, split three ways
+    assert plain.usage.cache_read_input_tokens == 0 and plain.usage.cache_creation_input_tokens == 0
+    answers = [{k: v for k, v in comparable(m).items() if k != "usage"} for m in (first, again, plain)]
+    assert answers[0] == answers[1] == answers[2]  # caching never changes the answer
+
+
+async def test_short_or_other_model_prefix_is_not_cached(client: anthropic.AsyncAnthropic) -> None:
+    """A prefix under the minimum cacheable length is never cached, and one model never reads another's cache."""
+    short = {"type": "text", "text": "Short policy " * 20, "cache_control": {"type": "ephemeral"}}
+    body = text_request(5, system=[short])
+    for _ in range(2):
+        usage = (await client.messages.create(**sdk_kwargs(body))).usage
+        assert usage.cache_creation_input_tokens == 0 and usage.cache_read_input_tokens == 0
+    long = {"type": "text", "text": "Long policy " * 500, "cache_control": {"type": "ephemeral"}}
+    await client.messages.create(**sdk_kwargs(text_request(6, system=[long])))
+    other = await client.messages.create(**sdk_kwargs({**text_request(6, system=[long]), "model": OPUS_47}))
+    assert other.usage.cache_read_input_tokens == 0 and other.usage.cache_creation_input_tokens > 0
+
+
+async def test_concurrent_calls_both_write_the_cache(client: anthropic.AsyncAnthropic) -> None:
+    """Two calls sent together both write (an entry is readable only once its call answered); a third reads."""
+    block = {"type": "text", "text": "Shared rules " * 400, "cache_control": {"type": "ephemeral"}}
+    body = {**text_request(7, system=[block]), "model": "slow"}  # 300 ms: both are in flight at once
+    first, second = await asyncio.gather(
+        client.messages.create(**sdk_kwargs(body)), client.messages.create(**sdk_kwargs(body))
+    )
+    assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_creation_input_tokens > 0
+    third = await client.messages.create(**sdk_kwargs(body))
+    assert third.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
 
 
 # --- schema-driven output -------------------------------------------------------------------

@@ -13,11 +13,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
-from shadowd.api import ApiState, create_app
 from shadowd.config import Config, load_config
 from shadowd.core.findings import Finding, Status
 from shadowd.core.results import SideResult, Usage
 from shadowd.core.storable import escape_text
+from shadowd.http import ApiState, create_app
 from shadowd.metrics import Metrics
 from shadowd.pages.escape import clean, esc, url_part
 from shadowd.pages.svg import nice_ticks

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from shadowd.adapters.sql_store import open_store
-from shadowd.api_weights import weights_body
 from shadowd.config import load_config
+from shadowd.http.rollouts import weights_body
 from shadowd.promoter import apply_manual
 from shadowd.router import CanaryRouter, canary_place, takes_candidate
 from tests.helpers import ROOT, free_port, wait_http

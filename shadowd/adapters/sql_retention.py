@@ -1,0 +1,452 @@
+"""The retention purge on SQL (PostgreSQL and SQLite): bounded batches, short transactions.
+
+What it deletes or empties, and what it never touches (docs/RETENTION.md):
+
+- `verdicts` (and their `findings`) created before the verdict cutoff, but only rows already folded
+  into the rollup tables (`rolled_up`), so report totals and the gate's evidence stay as they were;
+  and for an `active` or `paused` rollout, never a verdict of its current stage (created at or after
+  `rollouts.stage_started_at`), nor any verdict of a configured rollout the promoter has not yet seen.
+- the stored outputs of verdicts created before the outputs cutoff: each side's `content`, the
+  `request` summary and the judge's `reason`s; the row, its findings, status, models, latency, cost
+  and tokens stay. How far this got per rollout is kept in `retention_marks`, so a row is read once.
+- `dead_letters` created before the dead-letter cutoff.
+- never the rollup tables, the decision audit trail, rollout state, noise counts or call counts.
+
+Every statement touches at most `batch_rows` rows found through an index ((rollout, created_at) for
+verdicts, created_at for dead letters), in its own short transaction; on PostgreSQL the rows are
+claimed with FOR UPDATE SKIP LOCKED and a lock_timeout bounds any wait, so a purge never queues
+behind, or holds up, the writer's inserts and the roll-up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, and_, any_, bindparam, func, literal_column, null, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shadowd.adapters.sql_schema import dead_letters, findings, retention_marks, rollouts, verdicts
+
+# Purge tables as reported (CLI, metrics): `verdict_outputs` counts verdicts whose outputs were emptied.
+TABLES = ("verdicts", "findings", "verdict_outputs", "dead_letters")
+OUTPUTS_TASK = "outputs"
+# Rollout states whose current stage keeps its verdicts: a decision is still to be taken on them.
+LIVE_STATES = frozenset({"active", "paused"})
+# The longest a purge statement waits for a row lock on PostgreSQL before it gives up until next time.
+LOCK_TIMEOUT_MS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """Rows created strictly before these instants are purged; None keeps that kind forever."""
+
+    verdicts_before: datetime | None = None
+    outputs_before: datetime | None = None
+    dead_letters_before: datetime | None = None
+
+
+@dataclass(slots=True)
+class TableFigures:
+    rows: int = 0  # purged (or, in a dry run, that would be)
+    oldest_kept: datetime | None = None  # created_at of the oldest row left (outputs: still holding them)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "oldest_kept": self.oldest_kept.isoformat() if self.oldest_kept else None}
+
+
+@dataclass(slots=True)
+class PurgeResult:
+    dry_run: bool
+    tables: dict[str, TableFigures] = field(default_factory=lambda: {t: TableFigures() for t in TABLES})
+    statements: int = 0
+    longest_statement_s: float = 0.0
+    elapsed_s: float = 0.0
+    complete: bool = True  # False when the time budget ended the purge before it ran out of rows
+    protected_verdicts: int = 0  # old verdicts kept because their rollout's current stage holds them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "tables": {name: figures.to_dict() for name, figures in self.tables.items()},
+            "statements": self.statements,
+            "longest_statement_s": round(self.longest_statement_s, 6),
+            "elapsed_s": round(self.elapsed_s, 6),
+            "complete": self.complete,
+            "protected_verdicts": self.protected_verdicts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _RolloutCut:
+    name: str
+    verdicts_before: datetime | None  # None: keep every verdict of this rollout
+    protected_from: datetime | None  # the current stage's start when it holds back the cutoff
+
+
+class SqlRetention:
+    """Runs one purge over the store's tables; the caller decides the cutoffs (shadowd.retention)."""
+
+    def __init__(self, engine: AsyncEngine, batch_rows: int = 5000) -> None:
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be positive, got {batch_rows}")
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.batch_rows = batch_rows
+
+    async def purge(
+        self,
+        cutoffs: Cutoffs,
+        *,
+        configured: Collection[str] = (),
+        dry_run: bool = False,
+        deadline: float | None = None,
+    ) -> PurgeResult:
+        """Purge (or with `dry_run` only count) what the cutoffs allow; stops early at `deadline`
+        (time.monotonic) between statements and says so in `complete`. `configured` names the rollouts
+        of the config: one without a state row yet keeps all its verdicts."""
+        started = time.monotonic()
+        result = PurgeResult(dry_run=dry_run)
+        names = await self._rollout_names()
+        cuts = await self._rollout_cuts(names, cutoffs.verdicts_before, set(configured))
+        marks = await self._marks()
+        for cut in cuts:
+            if dry_run:
+                await self._count_rollout(cut, cutoffs.outputs_before, marks.get(cut.name), result)
+                continue
+            if cut.verdicts_before is not None:
+                if not await self._delete_verdicts(cut, deadline, result):
+                    result.complete = False
+                    break
+            if cutoffs.outputs_before is not None:
+                if not await self._empty_outputs(cut.name, cutoffs.outputs_before, marks.get(cut.name), deadline,
+                                                 result):
+                    result.complete = False
+                    break
+        if cutoffs.dead_letters_before is not None and result.complete:
+            if dry_run:
+                result.tables["dead_letters"].rows = await self._scalar(
+                    select(func.count()).where(dead_letters.c.created_at < cutoffs.dead_letters_before)
+                )
+            elif not await self._delete_dead_letters(cutoffs.dead_letters_before, deadline, result):
+                result.complete = False
+        await self._oldest_kept(cuts, cutoffs, result)
+        result.protected_verdicts = await self._protected_count(cuts, cutoffs.verdicts_before)
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+    # --- which verdicts of which rollout --------------------------------------------------------
+
+    async def _rollout_names(self) -> list[str]:
+        """Distinct rollouts of the verdicts table, one index probe each (a loose index scan)."""
+        query = text(
+            "WITH RECURSIVE names(rollout) AS ("
+            " SELECT min(rollout) FROM verdicts"
+            " UNION ALL"
+            " SELECT (SELECT min(v.rollout) FROM verdicts v WHERE v.rollout > names.rollout)"
+            " FROM names WHERE names.rollout IS NOT NULL"
+            ") SELECT rollout FROM names WHERE rollout IS NOT NULL"
+        )
+        async with self.engine.connect() as connection:
+            return [str(name) for name in (await connection.execute(query)).scalars()]
+
+    async def _rollout_cuts(
+        self, names: Sequence[str], verdicts_before: datetime | None, configured: set[str]
+    ) -> list[_RolloutCut]:
+        async with self.engine.connect() as connection:
+            states = {
+                row.name: row
+                for row in await connection.execute(
+                    select(rollouts.c.name, rollouts.c.state, rollouts.c.stage_started_at)
+                )
+            }
+        cuts = []
+        for name in names:
+            if verdicts_before is None:
+                cuts.append(_RolloutCut(name, None, None))
+                continue
+            state = states.get(name)
+            if state is None:
+                # Verdicts of a configured rollout the promoter has not evaluated yet: all of them may
+                # still be evidence for its first decision.
+                cuts.append(_RolloutCut(name, None, None) if name in configured
+                            else _RolloutCut(name, verdicts_before, None))
+            elif state.state in LIVE_STATES:
+                stage_start = _utc(state.stage_started_at)
+                if stage_start < verdicts_before:
+                    cuts.append(_RolloutCut(name, stage_start, stage_start))
+                else:
+                    cuts.append(_RolloutCut(name, verdicts_before, None))
+            else:
+                cuts.append(_RolloutCut(name, verdicts_before, None))
+        return cuts
+
+    def _doomed(self, cut: _RolloutCut, before: datetime) -> Any:
+        c = verdicts.c
+        return and_(c.rollout == cut.name, c.created_at < before, c.rolled_up)
+
+    # --- the purge -------------------------------------------------------------------------------
+
+    async def _begin(self, connection: AsyncConnection) -> None:
+        if self.dialect == "postgresql":
+            await connection.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
+
+    def _ids_in(self, column: Any, ids: list[int]) -> Any:
+        if self.dialect == "postgresql":
+            return column == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
+        return column.in_(ids)
+
+    def _timed(self, result: PurgeResult, started: float) -> None:
+        elapsed = time.monotonic() - started
+        result.statements += 1
+        result.longest_statement_s = max(result.longest_statement_s, elapsed)
+
+    async def _delete_verdicts(self, cut: _RolloutCut, deadline: float | None, result: PurgeResult) -> bool:
+        """Delete the rollout's purgeable verdicts and their findings; False when the deadline stopped it."""
+        assert cut.verdicts_before is not None
+        pick = (
+            select(verdicts.c.id)
+            .where(self._doomed(cut, cut.verdicts_before))
+            .order_by(verdicts.c.created_at)
+            .limit(self.batch_rows)
+        )
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            async with self.engine.begin() as connection:
+                await self._begin(connection)
+                started = time.monotonic()
+                ids = [int(i) for i in (await connection.execute(pick)).scalars()]
+                self._timed(result, started)
+                if not ids:
+                    return True
+                started = time.monotonic()
+                gone_findings = (await connection.execute(
+                    findings.delete().where(self._ids_in(findings.c.verdict_id, ids))
+                )).rowcount
+                self._timed(result, started)
+                started = time.monotonic()
+                gone = (await connection.execute(verdicts.delete().where(self._ids_in(verdicts.c.id, ids)))).rowcount
+                self._timed(result, started)
+            result.tables["findings"].rows += max(gone_findings, 0)
+            result.tables["verdicts"].rows += max(gone, 0)
+            if len(ids) < self.batch_rows:
+                return True
+
+    def _emptied(self) -> dict[str, Any]:
+        """The column values that drop a verdict's outputs and keep everything else of the row."""
+        grades: Any
+        if self.dialect == "postgresql":
+            def side(column: str) -> Any:
+                return literal_column(
+                    f"CASE WHEN jsonb_typeof({column}) = 'object' "
+                    f"THEN jsonb_set({column}, '{{content}}', '[]'::jsonb) ELSE {column} END"
+                )
+
+            grades = literal_column(
+                "CASE WHEN jsonb_typeof(grades) = 'object' "
+                "THEN grades #- '{baseline,reason}' #- '{candidate,reason}' ELSE grades END"
+            )
+        else:
+            def side(column: str) -> Any:
+                return literal_column(
+                    f"CASE WHEN json_type({column}) = 'object' "
+                    f"THEN json_set({column}, '$.content', json('[]')) ELSE {column} END"
+                )
+
+            grades = literal_column(
+                "CASE WHEN json_type(grades) = 'object' "
+                "THEN json_remove(grades, '$.baseline.reason', '$.candidate.reason') ELSE grades END"
+            )
+        return {
+            "baseline": side("baseline"),
+            "candidate": side("candidate"),
+            "baseline_repeat": side("baseline_repeat"),
+            "grades": grades,
+            "request": null(),
+        }
+
+    async def _empty_outputs(
+        self, rollout: str, before: datetime, mark: datetime | None, deadline: float | None, result: PurgeResult
+    ) -> bool:
+        """Empty the outputs of the rollout's verdicts created in [mark, before), oldest first, keeping the
+        mark up to date so that the next purge starts where this one stopped."""
+        c = verdicts.c
+        if mark is not None and mark >= before:
+            return True
+        after: tuple[datetime, int] | None = None
+        values = self._emptied()
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            window = and_(c.rollout == rollout, c.created_at < before)
+            if mark is not None:
+                window = and_(window, c.created_at >= mark)
+            if after is not None:
+                window = and_(window, c.created_at >= after[0], or_(c.created_at > after[0], c.id > after[1]))
+            pick = select(c.id, c.created_at).where(window).order_by(c.created_at, c.id).limit(self.batch_rows)
+            async with self.engine.begin() as connection:
+                await self._begin(connection)
+                started = time.monotonic()
+                rows = (await connection.execute(pick)).all()
+                self._timed(result, started)
+                if rows:
+                    started = time.monotonic()
+                    await connection.execute(
+                        verdicts.update().where(self._ids_in(c.id, [int(r.id) for r in rows])).values(**values)
+                    )
+                    self._timed(result, started)
+                finished = len(rows) < self.batch_rows
+                # Rows sharing the last instant may be left: the mark stays at it (emptying twice is harmless).
+                done_before = before if finished else _utc(rows[-1].created_at)
+                await self._set_mark(connection, rollout, done_before)
+            result.tables["verdict_outputs"].rows += len(rows)
+            if finished:
+                return True
+            after = (rows[-1].created_at, int(rows[-1].id))
+
+    async def _delete_dead_letters(self, before: datetime, deadline: float | None, result: PurgeResult) -> bool:
+        pick = (
+            select(dead_letters.c.id)
+            .where(dead_letters.c.created_at < before)
+            .order_by(dead_letters.c.created_at)
+            .limit(self.batch_rows)
+        )
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            async with self.engine.begin() as connection:
+                await self._begin(connection)
+                started = time.monotonic()
+                ids = [int(i) for i in (await connection.execute(pick)).scalars()]
+                self._timed(result, started)
+                if not ids:
+                    return True
+                started = time.monotonic()
+                gone = (await connection.execute(
+                    dead_letters.delete().where(self._ids_in(dead_letters.c.id, ids))
+                )).rowcount
+                self._timed(result, started)
+            result.tables["dead_letters"].rows += max(gone, 0)
+            if len(ids) < self.batch_rows:
+                return True
+
+    # --- marks, counts and what is left -----------------------------------------------------------
+
+    async def _marks(self) -> dict[str, datetime]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(retention_marks.c.rollout, retention_marks.c.done_before)
+                .where(retention_marks.c.task == OUTPUTS_TASK)
+            )
+            return {row.rollout: _utc(row.done_before) for row in rows}
+
+    async def _set_mark(self, connection: AsyncConnection, rollout: str, done_before: datetime) -> None:
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = insert(retention_marks).values(task=OUTPUTS_TASK, rollout=rollout, done_before=done_before)
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=["task", "rollout"], set_={"done_before": statement.excluded.done_before}
+        ))
+
+    async def _scalar(self, query: Any) -> int:
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one() or 0)
+
+    async def _count_rollout(
+        self, cut: _RolloutCut, outputs_before: datetime | None, mark: datetime | None, result: PurgeResult
+    ) -> None:
+        c = verdicts.c
+        doomed = self._doomed(cut, cut.verdicts_before) if cut.verdicts_before is not None else None
+        if doomed is not None:
+            result.tables["verdicts"].rows += await self._scalar(select(func.count()).where(doomed))
+            result.tables["findings"].rows += await self._scalar(
+                select(func.count()).select_from(findings.join(verdicts, verdicts.c.id == findings.c.verdict_id))
+                .where(doomed)
+            )
+        if outputs_before is not None and (mark is None or mark < outputs_before):
+            window = and_(c.rollout == cut.name, c.created_at < outputs_before)
+            if mark is not None:
+                window = and_(window, c.created_at >= mark)
+            if doomed is not None:
+                window = and_(window, ~doomed)
+            result.tables["verdict_outputs"].rows += await self._scalar(select(func.count()).where(window))
+
+    async def _protected_count(self, cuts: Sequence[_RolloutCut], verdicts_before: datetime | None) -> int:
+        """Old, rolled-up verdicts kept only because their rollout still decides on them."""
+        if verdicts_before is None:
+            return 0
+        c = verdicts.c
+        total = 0
+        for cut in cuts:
+            lower = cut.verdicts_before
+            condition = and_(c.rollout == cut.name, c.created_at < verdicts_before, c.rolled_up)
+            if lower is not None:
+                if lower >= verdicts_before:
+                    continue
+                condition = and_(condition, c.created_at >= lower)
+            total += await self._scalar(select(func.count()).where(condition))
+        return total
+
+    async def _oldest_kept(self, cuts: Sequence[_RolloutCut], cutoffs: Cutoffs, result: PurgeResult) -> None:
+        """created_at of the oldest verdict left (and of the oldest still holding outputs), and of the oldest
+        dead letter left: after the purge, or as a dry run would leave them."""
+        c = verdicts.c
+        oldest: datetime | None = None
+        oldest_outputs: datetime | None = None
+        marks = await self._marks()
+        async with self.engine.connect() as connection:
+            for cut in cuts:
+                mine = c.rollout == cut.name
+                if result.dry_run and cut.verdicts_before is not None:
+                    kept = [
+                        (await connection.execute(select(func.min(c.created_at)).where(
+                            mine, c.created_at >= cut.verdicts_before))).scalar(),
+                        (await connection.execute(select(func.min(c.created_at)).where(
+                            mine, c.created_at < cut.verdicts_before, ~c.rolled_up))).scalar(),
+                    ]
+                    first = min((_utc(k) for k in kept if k is not None), default=None)
+                else:
+                    found = (await connection.execute(select(func.min(c.created_at)).where(mine))).scalar()
+                    first = _utc(found) if found is not None else None
+                oldest = _earliest(oldest, first)
+                # Outputs are held by the verdicts created at or after the outputs cutoff (or the mark a
+                # purge stopped at); with no outputs cutoff, by every verdict kept.
+                start = marks.get(cut.name)
+                if cutoffs.outputs_before is not None and result.dry_run:
+                    start = max(cutoffs.outputs_before, start) if start is not None else cutoffs.outputs_before
+                if start is None:
+                    oldest_outputs = _earliest(oldest_outputs, first)
+                else:
+                    found = (await connection.execute(select(func.min(c.created_at)).where(
+                        mine, c.created_at >= start))).scalar()
+                    oldest_outputs = _earliest(oldest_outputs, _utc(found) if found is not None else None)
+            condition = [] if not result.dry_run or cutoffs.dead_letters_before is None else [
+                dead_letters.c.created_at >= cutoffs.dead_letters_before
+            ]
+            found = (await connection.execute(select(func.min(dead_letters.c.created_at)).where(*condition))).scalar()
+        result.tables["verdicts"].oldest_kept = oldest
+        result.tables["findings"].oldest_kept = oldest
+        result.tables["verdict_outputs"].oldest_kept = oldest_outputs
+        result.tables["dead_letters"].oldest_kept = _utc(found) if found is not None else None
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

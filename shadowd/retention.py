@@ -1,0 +1,112 @@
+"""Retention (config `retention:`): the cutoffs from the config and the clock, and the purge the promoter
+runs on its tick, with its metrics. The SQL is in shadowd.adapters.sql_retention; docs/RETENTION.md says
+what is kept and why the gate cannot be fooled by what is gone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shadowd.adapters.sql_retention import Cutoffs, PurgeResult, SqlRetention
+from shadowd.metrics import Metrics
+from shadowd.retention_config import RetentionConfig
+
+if TYPE_CHECKING:
+    from shadowd.config import Config
+
+log = structlog.get_logger("shadowd.retention")
+
+# A purge on the promoter's tick stops after this long and resumes on the next tick, so the gate's
+# evaluations are never held up for long behind a large first purge.
+TICK_BUDGET_S = 10.0
+
+
+def cutoffs(config: RetentionConfig, now: datetime) -> Cutoffs:
+    """Rows created strictly before `now - days` are purged: a row exactly `days` old is kept."""
+    now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+
+    def before(days: float | None) -> datetime | None:
+        return None if days is None else now - timedelta(days=days)
+
+    return Cutoffs(
+        verdicts_before=before(config.verdicts_days),
+        outputs_before=before(config.outputs_days),
+        dead_letters_before=before(config.dead_letters_days),
+    )
+
+
+async def purge(
+    engine: AsyncEngine,
+    config: RetentionConfig,
+    now: datetime,
+    *,
+    configured: Collection[str] = (),
+    dry_run: bool = False,
+    deadline: float | None = None,
+) -> PurgeResult:
+    """One purge (or dry run) under `config` at `now`."""
+    retention = SqlRetention(engine, batch_rows=config.batch_rows)
+    return await retention.purge(cutoffs(config, now), configured=configured, dry_run=dry_run, deadline=deadline)
+
+
+class RetentionTask:
+    """The purge as the promoter runs it after each tick: bounded in time, never raising, measured."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: RetentionConfig,
+        *,
+        configured: Collection[str] = (),
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+        budget_s: float = TICK_BUDGET_S,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.configured = tuple(configured)
+        self.metrics = metrics
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.budget_s = budget_s
+        self.last: PurgeResult | None = None
+
+    async def run_once(self) -> PurgeResult | None:
+        """Purge what the config allows, for at most the budget; None when retention is off or it failed
+        (a failure is logged and tried again next tick: the database may be away)."""
+        if not self.config.enabled:
+            return None
+        started = time.monotonic()
+        try:
+            result = await purge(self.engine, self.config, self.clock(), configured=self.configured,
+                                 deadline=started + self.budget_s)
+        except Exception as exc:
+            log.error("retention_purge_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            return None
+        self.last = result
+        if self.metrics is not None:
+            for table, figures in result.tables.items():
+                if figures.rows:
+                    self.metrics.retention_purged.labels(table).inc(figures.rows)
+            self.metrics.retention_duration.observe(result.elapsed_s)
+            self.metrics.retention_longest_statement.set(result.longest_statement_s)
+            self.metrics.retention_last_success.set(time.time())
+        if any(f.rows for f in result.tables.values()) or not result.complete:
+            log.info(
+                "retention_purged",
+                **{table: figures.rows for table, figures in result.tables.items()},
+                complete=result.complete,
+                statements=result.statements,
+                longest_statement_s=round(result.longest_statement_s, 3),
+                elapsed_s=round(result.elapsed_s, 3),
+            )
+        return result
+
+
+def retention_task(engine: AsyncEngine, config: Config, metrics: Metrics | None = None) -> RetentionTask:
+    """The purge for the promoter of a process running `config` (the configured rollouts are protected)."""
+    return RetentionTask(engine, config.retention, configured=[r.name for r in config.rollouts], metrics=metrics)
