@@ -96,6 +96,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def service_cpu_seconds() -> dict[str, float | None]:
+    """CPU so far of the test services: Kafka (SHADOWD_TEST_KAFKA_PID) and PostgreSQL (the postmaster,
+    its live backends, and the backends that exited); None for a service this process cannot see."""
+    result: dict[str, float | None] = {"kafka": None, "postgres": None}
+    kafka = os.environ.get("SHADOWD_TEST_KAFKA_PID")
+    try:
+        result["kafka"] = cpu_seconds(int(kafka)) if kafka else None
+    except (OSError, ValueError):
+        pass
+    root = os.environ.get("SHADOWD_TEST_SERVICES_TMP")
+    try:
+        postmaster = int(Path(root, "pg", "data", "postmaster.pid").read_text().split()[0]) if root else None
+    except (OSError, ValueError, IndexError):
+        postmaster = None
+    if postmaster is not None:
+        try:
+            fields = _stat(postmaster)
+            total = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        child = _stat(int(entry))
+                    except OSError:
+                        continue
+                    if int(child[1]) == postmaster:
+                        total += int(child[11]) + int(child[12])
+            result["postgres"] = total / CLK_TCK
+        except OSError:
+            pass
+    return result
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak resident set since start) in MiB."""
     found: dict[str, float] = {}

@@ -34,6 +34,7 @@ from common import (
     log,
     memory_mb,
     produce,
+    service_cpu_seconds,
     stop_process,
     throughput,
     wait_http,
@@ -199,6 +200,7 @@ async def run_daemons(
         connection = await asyncpg.connect(asyncpg_dsn(db_url))
         stats_before = model.stats()
         cpu_before = {pid: cpu_seconds(pid) for pid in [*pids, model.process.pid]}
+        services_before = service_cpu_seconds()
         produce_s = await produce(bootstrap, topic, records)
         log(f"{label}: produced {count} records in {produce_s:.2f} s; waiting for verdicts")
         in_flight_samples: list[int] = []
@@ -234,6 +236,7 @@ async def run_daemons(
         }
         stats_after = model.stats()
         cpu_after = {pid: cpu_seconds(pid) for pid in cpu_before}
+        services_after = service_cpu_seconds()
         memory = {pid: memory_mb(pid) for pid in pids}
     finally:
         if connection is not None:
@@ -273,6 +276,9 @@ async def run_daemons(
         "cpu_s": {
             "daemons": [round(cpu_after[pid] - cpu_before[pid], 2) for pid in pids],
             "fake_model": round(cpu_after[model.process.pid] - cpu_before[model.process.pid], 2),
+            **{name: (round(after - before, 2) if after is not None and before is not None else None)
+               for name, (before, after) in
+               ((n, (services_before[n], services_after[n])) for n in services_before)},
         },
         "produce_s": round(produce_s, 2),
         "exit_codes": exit_codes,

@@ -182,7 +182,7 @@ class Outcome:
     rollback_at: int | None = None
 
 
-def run(seed: int, requests: int, share: float, gate: bool) -> Outcome:
+def run(seed: int, requests: int, share: float, gate: bool, noise_fraction: float = NOISE_FRACTION) -> Outcome:
     rng = random.Random(seed)
     routes = [make_route(rng, index) for index in range(4)]
     models = {route.name: NoiseModel() for route in routes}
@@ -196,7 +196,7 @@ def run(seed: int, requests: int, share: float, gate: bool) -> Outcome:
         request_seed = rng.getrandbits(48)
         baseline = side(*parts(route, request_seed, rng))
         model = models[route.name]
-        checked = noise_checked("heldout", request_id, NOISE_FRACTION) or model.requests < WARMUP_REQUESTS
+        checked = noise_checked("heldout", request_id, noise_fraction) or model.requests < WARMUP_REQUESTS
         repeat = side(*parts(route, request_seed, rng)) if checked else None
         document, calls = parts(route, request_seed, rng)
         truth: tuple[str, str] | None = None
@@ -242,11 +242,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--noise-check", type=float, default=NOISE_FRACTION,
+                        help=f"share of requests whose baseline is replayed twice (default {NOISE_FRACTION})")
     args = parser.parse_args()
-    main_run = run(args.seed, args.requests, INJECTED_SHARE, gate=False)
-    heavy = run(args.seed + 1, 400, HEAVY_SHARE, gate=True)
+    main_run = run(args.seed, args.requests, INJECTED_SHARE, gate=False, noise_fraction=args.noise_check)
+    heavy = run(args.seed + 1, 400, HEAVY_SHARE, gate=True, noise_fraction=args.noise_check)
     print(f"# held-out corpus, seed {args.seed}, {args.requests} requests over 4 generated routes, "
-          f"noise_check {NOISE_FRACTION}, injected regressions on {INJECTED_SHARE:.0%}")
+          f"noise_check {args.noise_check}, injected regressions on {INJECTED_SHARE:.0%}")
     print(f"status accuracy: {main_run.correct / main_run.total:.4f} ({main_run.correct} of {main_run.total})")
     print(f"injected regressions found: {main_run.found} of {main_run.injected}")
     for kind, (injected, found) in sorted(main_run.by_kind.items()):

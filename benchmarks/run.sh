@@ -27,7 +27,7 @@ done
 section() { printf '\n==== %s ====\n' "$*" >&2; }
 
 section "install shadowd into the checkout's own virtual environment (.venv)"
-source "$ROOT/scripts/venv.sh"
+SHADOWD_EXTRAS="${SHADOWD_EXTRAS:-bench}" source "$ROOT/scripts/venv.sh"  # bench: DeepDiff for the comparator figure
 if [[ " ${args[*]:-} " == *" profile "* || " ${args[*]:-} " == *" all "* ]] && ! command -v py-spy >/dev/null; then
   section "install py-spy (profile)"
   python -m pip install -q py-spy

@@ -17,12 +17,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import anthropic
 import structlog
 
+from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.batching import ENDED, BatchItem, BatchWindow, PollBackoff, Slot, batch_side, custom_id
 from shadowd.core.profiles import ModelProfile
@@ -33,6 +34,10 @@ log = structlog.get_logger("shadowd.batch")
 # Errors worth trying again (the API busy or away, or a server fault); anything else is final.
 _TRANSIENT = (anthropic.APIConnectionError, anthropic.RateLimitError, anthropic.InternalServerError)
 _RETRY_MAX_S = 60.0
+# Ended batches are kept this long (the API keeps results 29 days), then dropped from the ledger,
+# checked at most once per FORGET_EVERY_S.
+KEEP_ENDED = timedelta(days=30)
+FORGET_EVERY_S = 3600.0
 
 
 class BatchLedger(Protocol):
@@ -46,6 +51,10 @@ class BatchLedger(Protocol):
 
     async def mark(self, batch_id: str, state: str, at: datetime) -> None:
         """`ended` once its results were read; `lost` when the API no longer knows the batch."""
+        ...
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        """Drop batches that ended (or were lost) before `cutoff`; returns how many."""
         ...
 
 
@@ -73,6 +82,13 @@ class MemoryBatchLedger:
 
     async def mark(self, batch_id: str, state: str, at: datetime) -> None:
         self.batches[batch_id].update(state=state, ended_at=at)
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        gone = [batch_id for batch_id, batch in self.batches.items()
+                if batch["state"] != "submitted" and batch.get("ended_at") is not None and batch["ended_at"] < cutoff]
+        for batch_id in gone:
+            del self.batches[batch_id], self.items[batch_id]
+        return len(gone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +135,7 @@ class BatchReplayer:
         self._members: dict[str, set[str]] = {}  # batch id -> custom ids waiting on it in this process
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: set[str] = set()
+        self._forgot_at: float | None = None
         self.batches_created = 0
         self.batches_resumed = 0
         self.requests_submitted = 0
@@ -226,7 +243,7 @@ class BatchReplayer:
         attempt = 0
         while True:
             try:
-                await self._ledger.record(batch.id, items, datetime.now(UTC))
+                await self._ledger.record(batch.id, items, utc_now())
                 break
             except Exception as exc:  # the store is down: the calls keep waiting, nothing is committed
                 attempt += 1
@@ -272,16 +289,31 @@ class BatchReplayer:
             for cid in self._members.pop(batch_id, set()):
                 self._resolve(cid, None)  # the batch ended without this call's result
             with contextlib.suppress(Exception):
-                await self._ledger.mark(batch_id, "ended", datetime.now(UTC))
+                await self._ledger.mark(batch_id, "ended", utc_now())
             log.info("batch_ended", batch_id=batch_id, polls=polls)
+            await self._forget_old()
         finally:
             self._watching.discard(batch_id)
+
+    async def _forget_old(self) -> None:
+        """Drop long-ended batches from the ledger, at most once per FORGET_EVERY_S."""
+        now = self._monotonic()
+        if self._forgot_at is not None and now - self._forgot_at < FORGET_EVERY_S:
+            return
+        self._forgot_at = now
+        try:
+            dropped = await self._ledger.forget_before(utc_now() - KEEP_ENDED)
+        except Exception as exc:  # the ledger is down: try again next time
+            log.warning("batch_ledger_forget_failed", error=repr(exc)[:300])
+            return
+        if dropped:
+            log.info("batch_ledger_forgot", batches=dropped, older_than_days=KEEP_ENDED.days)
 
     async def _lost(self, batch_id: str) -> None:
         """The API does not know the batch (archived, another key): its calls fail; a redelivery resubmits."""
         log.error("batch_lost", batch_id=batch_id)
         with contextlib.suppress(Exception):
-            await self._ledger.mark(batch_id, "lost", datetime.now(UTC))
+            await self._ledger.mark(batch_id, "lost", utc_now())
         lost = {"type": "errored", "error": {"type": "error", "error": {
             "type": "not_found_error", "message": f"batch {batch_id} is no longer known to the API"}}}
         for cid in self._members.pop(batch_id, set()):

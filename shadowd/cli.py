@@ -10,13 +10,13 @@ import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from shadowd import __version__
+from shadowd.clock import utc_now
 from shadowd.config import Config, ConfigError, Settings, load_config
 from shadowd.core.rollout import RolloutSpec
 from shadowd.credentials import redact_url, url_password
@@ -99,8 +99,6 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ShadowdGroup(click.Group):
@@ -227,7 +225,7 @@ async def _replay(ctx: Context, config: Config, file: Path, progress: bool | Non
     async with open_pipeline(config, ctx.db_url, base_url=base_url) as parts:
         pipeline, writer, records_in_flight = parts.pipeline, parts.writer, parts.records_in_flight
         for spec in config.rollouts:
-            await parts.store.ensure_rollout(spec.name, spec.baseline, spec.candidate, now())
+            await parts.store.ensure_rollout(spec.name, spec.baseline, spec.candidate, utc_now())
         show = sys.stderr.isatty() if progress is None else progress
         if not show:
             return await replay_file(file, pipeline, writer, records_in_flight=records_in_flight)
@@ -397,7 +395,7 @@ def verdicts(ctx: Context, rollout_name: str, status: str | None, code: str | No
     from shadowd.timeparse import parse_since
 
     try:
-        since_at = parse_since(since, now()) if since else None
+        since_at = parse_since(since, utc_now()) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     where = VerdictFilter(status=status, code=code, route=route, since=since_at)
@@ -558,7 +556,7 @@ def _manual(action: str) -> Callable[..., None]:
 
         async def act() -> Any:
             async with _store(ctx) as store:
-                return await apply_manual(store, spec, action, who, now(), reason)  # type: ignore[arg-type]
+                return await apply_manual(store, spec, action, who, utc_now(), reason)  # type: ignore[arg-type]
 
         try:
             applied = run_async(act())
@@ -680,7 +678,7 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
 
     async def run() -> Any:
         async with _store(ctx) as store:
-            return await purge(store.engine, retention, now(), configured=[r.name for r in config.rollouts],
+            return await purge(store.engine, retention, utc_now(), configured=[r.name for r in config.rollouts],
                                dry_run=dry_run)
 
     if not retention.enabled:

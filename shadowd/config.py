@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shadowd.core.compare import RouteRules, schema_problem
 from shadowd.core.gate import GateConfig
-from shadowd.core.jsonshape import ignore_path_pattern
+from shadowd.core.jsonpath import ignore_path_pattern
 from shadowd.core.judge import JudgeSpec
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD
 from shadowd.core.profiles import ModelProfile, ProfileError, resolve_profiles
@@ -315,7 +315,7 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                 routes=tuple(rollout.routes),
                 sample_rate=rollout.sample_rate,
                 stages=tuple(rollout.stages),
-                gate=GateConfig(**rollout.gate.model_dump()),
+                gate=GateConfig(**rollout.gate.model_dump(), latency_judged=rollout.replay_mode == "live"),
                 budget_usd_per_hour=rollout.budget.usd_per_hour,
                 replay_mode=rollout.replay_mode,
             )

@@ -6,13 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from shadowd.adapters.anthropic_client import recorded_side
 from shadowd.batch import BatchCall, BatchReplayer
+from shadowd.clock import utc_now
 from shadowd.config import Config
 from shadowd.core.adaptation import adapt_request
 from shadowd.core.batching import Slot
@@ -54,10 +55,6 @@ class RecordOutcome:
     verdicts: list[VerdictRecord] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
     already_done: int = 0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ShadowPipeline:
@@ -181,6 +178,7 @@ class ShadowPipeline:
         verdicts = skipped
         compared: list[VerdictRecord] = []
         observed: set[str] = set()  # baselines whose noise observation is already attached
+        notes: dict[str, list[str]] = {}  # rollout -> what the comparator could not check
         rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
@@ -226,6 +224,10 @@ class ShadowPipeline:
                 candidate=candidate, repeat=repeat, adaptations=adaptations,
                 noise_blocking=comparison.baseline_noise_blocking, error_reason=error_reason,
             )
+            if comparison.notes:  # checks that could not run (an unusable schema): for operators, on the verdict event
+                redactor = self.config.redactor_for(envelope.route)
+                full = self.config.store_outputs_for(envelope.route) == "full"
+                notes[rollout.name] = [note if full else redactor.text(note) for note in comparison.notes]
             if comparison.observation is not None and rollout.baseline not in observed:
                 # One observation per baseline replay, however many rollouts share it.
                 observed.add(rollout.baseline)
@@ -239,7 +241,7 @@ class ShadowPipeline:
             for v in verdicts
         ]
         for verdict in verdicts:
-            self._observe(verdict)
+            self._observe(verdict, notes.get(verdict.rollout))
         return verdicts
 
     async def _graded(self, envelope: Envelope, verdicts: list[VerdictRecord], now_s: float) -> list[VerdictRecord]:
@@ -429,7 +431,7 @@ class ShadowPipeline:
             offset=record.offset if record else None,
         )
 
-    def _observe(self, verdict: VerdictRecord) -> None:
+    def _observe(self, verdict: VerdictRecord, notes: list[str] | None = None) -> None:
         self.metrics.verdicts.labels(verdict.rollout, verdict.status.value).inc()
         if verdict.status is Status.ERROR:
             self.metrics.error_verdicts.labels(verdict.rollout, verdict.error_reason or "unknown").inc()
@@ -451,6 +453,7 @@ class ShadowPipeline:
             grading=verdict.grading.status if verdict.grading else None,
             partition=verdict.partition,
             offset=verdict.offset,
+            **({"notes": notes} if notes else {}),
         )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.clock import utc_now
 from shadowd.core.gate import GATE_VERSION, Decision, GateDecision
 from shadowd.core.rollout import RolloutSpec
 from shadowd.metrics import Metrics
@@ -205,7 +206,7 @@ class PromoterLoop:
         self.interval_s = interval_s
         self.publish = publish
         self.metrics = metrics
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self.is_leader = False
         self._lock_connection: AsyncConnection | None = None
 

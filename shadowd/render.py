@@ -148,7 +148,8 @@ def print_report(report: dict[str, Any]) -> None:
         perf.add_row(side, _ms(latency["p50"]), _ms(latency["p95"]), f"${report['cost_usd'][side]:.4f}")
     ratio = report["cost_usd"].get("ratio")
     perf.caption = (
-        f"p95 ratio {report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "p95 ratio —"
+        "p95 ratio not judged (batch)" if report.get("latency_judged") is False
+        else f"p95 ratio {report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "p95 ratio —"
     ) + (f", cost ratio {ratio:.2f}" if ratio else "")
     console.print(Columns([routes, perf]))
     _print_noise(console, report)

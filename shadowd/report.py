@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
 from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.clock import utc_now
 from shadowd.core.gate import JUDGE_SILENT_AFTER, Evidence, GateDecision, RolloutState, evaluate_gate
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
 from shadowd.core.rollout import RolloutSpec
@@ -108,7 +109,7 @@ async def noisiest(
 ) -> dict[str, Any]:
     """Per route of the rollout, the baseline's noisiest paths and codes over the recent window,
     with their rates and sample counts: what the comparator treats as noise (SPEC §8)."""
-    counts = await store.noise_counts(spec.baseline, (now or datetime.now(UTC)) - NOISE_WINDOW)
+    counts = await store.noise_counts(spec.baseline, (now or utc_now()) - NOISE_WINDOW)
     result: dict[str, Any] = {}
     for route, rows in sorted(counts.items()):
         if not any(fnmatchcase(route, pattern) for pattern in spec.routes):
@@ -196,7 +197,10 @@ async def build_report(
             for route, route_counts in sorted(figures["by_route"].items())
         },
         "latency_ms": latency,
-        "latency_p95_ratio": _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]),
+        "latency_p95_ratio": (
+            _ratio(latency["candidate"]["p95"], latency["baseline"]["p95"]) if spec.gate.latency_judged else None
+        ),
+        "latency_judged": spec.gate.latency_judged,  # false for replay_mode: batch: shown as "not judged"
         "cost_usd": {
             **cost,
             "ratio": _ratio(cost["candidate"], cost["baseline"]),

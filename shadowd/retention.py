@@ -13,6 +13,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shadowd.adapters.sql_retention import Cutoffs, PurgeResult, SqlRetention
+from shadowd.clock import utc_now
 from shadowd.metrics import Metrics
 from shadowd.retention_config import RetentionConfig
 
@@ -71,7 +72,7 @@ class RetentionTask:
         self.config = config
         self.configured = tuple(configured)
         self.metrics = metrics
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self.budget_s = budget_s
         self.last: PurgeResult | None = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from shadowd.core.timestamps import parse_rfc3339
+
 _DURATION = re.compile(r"^(\d{1,12})([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,14 +25,10 @@ def parse_since(value: str, now: datetime) -> datetime:
         if parsed is None or parsed < EARLIEST:
             raise ValueError(f"{value!r} reaches back before 1970") from None
         return parsed
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = parse_rfc3339(text, naive_is_utc=True)
     except ValueError:
         raise ValueError(f"{value!r} is neither an RFC 3339 time nor a duration like 2h or 30m") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     try:
         parsed = parsed.astimezone(UTC)
     except OverflowError:

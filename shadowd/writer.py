@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 import structlog
 
+from shadowd.clock import utc_now
 from shadowd.core.backoff import Backoff
 from shadowd.metrics import Metrics
 from shadowd.pipeline import RecordOutcome
@@ -126,7 +126,7 @@ class BatchWriter:
         else:
             letter = DeadLetter(
                 source=record.source, partition=record.partition, offset=record.offset, reason=reason,
-                detail=detail, payload=record.value, created_at=datetime.now(UTC),
+                detail=detail, payload=record.value, created_at=utc_now(),
             )
             self._metrics.dead_letters.labels(letter.reason).inc()
             log.warning(

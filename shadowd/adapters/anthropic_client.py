@@ -9,7 +9,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ except ImportError:  # pragma: no cover
 
 import structlog
 
+from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.backoff import exponential_delay
 from shadowd.core.limiter import AdaptiveLimit, parse_quotas
@@ -181,7 +181,7 @@ class AnthropicModelClient:
                 await self.permits.release()
             now = self._monotonic()
             if headers is not None:
-                limit.on_quotas(parse_quotas(headers, datetime.now(UTC)), now)
+                limit.on_quotas(parse_quotas(headers, utc_now()), now)
             if failed is None:
                 limit.on_success()
                 self._metrics.model_attempts.labels(model, "ok", "200").inc()
@@ -340,7 +340,7 @@ def _retry_after_s(headers: Any) -> float | None:
             seconds = float(value) * scale
         except ValueError:
             try:
-                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+                seconds = (parsedate_to_datetime(value) - utc_now()).total_seconds()
             except (TypeError, ValueError, IndexError):
                 continue
         if math.isfinite(seconds):

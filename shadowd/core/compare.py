@@ -9,33 +9,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shadowd.core.findings import CODES, Finding, Severity, Status
-from shadowd.core.jsonshape import (
-    ARRAY_ITEM,
-    JSON_KINDS,
-    CompiledSchema,
-    ExtractedJson,
-    ShapeNode,
-    compile_ignore_paths,
-    compile_schema,
-    extract_json,
-    first_pointer,
-    flatten,
-    pointer,
-    shape_token,
-)
+from shadowd.core.findings import Code, Finding, Status
+from shadowd.core.jsonextract import JSON_KINDS, ExtractedJson, extract_json
+from shadowd.core.jsonpath import compile_ignore_paths
 from shadowd.core.markdown import MarkdownSignature, markdown_signature
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, NoiseObservation, describe
 from shadowd.core.results import SideResult
+from shadowd.core.schema import CompiledSchema, compile_schema
+from shadowd.core.shape import ARRAY_ITEM, ShapeNode, first_pointer, flatten, pointer, shape_token
 from shadowd.core.values import Leaf, comparable_kinds, is_prose, same_value, scalar_leaves, shown
 
 # Bump whenever a rule changes: every verdict stores it, so an old verdict can still be explained.
 # 2026.11.2: value.changed; tool calls compared as multisets of names; learned noise per route.
 COMPARATOR_VERSION = "2026.11.2"
-
-# Minor: both sides called tools, the same names a different number of times.
-TOOL_COUNT_CHANGED = "tool.count_changed"
-VALUE_CHANGED = "value.changed"
 
 _TRUNCATION_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 _LENGTH_RATIO_MIN = 0.5
@@ -136,7 +122,7 @@ def _compare(
     else:
         other = None
         error = getattr(candidate, "error", None) or "unknown error"
-        findings = [Finding.of("error.candidate", _clip(f"candidate call failed: {error}"))]
+        findings = [Finding.of(Code.ERROR_CANDIDATE, _clip(f"candidate call failed: {error}"))]
 
     findings = [
         dataclasses.replace(finding, noise=True)
@@ -229,12 +215,7 @@ def _value_findings(
         if same_value(before_value, after_value) or not comparable_kinds(before_value, after_value):
             continue
         detail = f"{leaf.key}: baseline {shown(before_value)}, candidate {shown(after_value)}"
-        finding = Finding(
-            code=VALUE_CHANGED,
-            severity=CODES.get(VALUE_CHANGED, Severity.MAJOR),
-            detail=_clip(detail),
-            path=counterpart.pointer,
-        )
+        finding = Finding.of(Code.VALUE_CHANGED, _clip(detail), counterpart.pointer)
         if not listed:
             rate = _noisy(model.path_rate(leaf.key), threshold)
             if unstable is not None and leaf.key in unstable:
@@ -480,13 +461,13 @@ def _format_findings(base: _Output, other: _Output) -> list[Finding]:
     if base_kind in JSON_KINDS and other_kind is None:
         return [
             Finding.of(
-                "format.json_invalid",
+                Code.FORMAT_JSON_INVALID,
                 f"baseline text was {base_kind} JSON; candidate text has no parseable JSON object or array",
             )
         ]
     if base_kind == "bare" and other_kind in ("fenced", "embedded"):
         how = "a code fence" if other_kind == "fenced" else "prose"
-        return [Finding.of("format.json_wrapped", f"baseline gave bare JSON; candidate wrapped it in {how}")]
+        return [Finding.of(Code.FORMAT_JSON_WRAPPED, f"baseline gave bare JSON; candidate wrapped it in {how}")]
     return []
 
 
@@ -513,14 +494,14 @@ class _ShapeWalk:
             before_kinds, after_kinds = before.kinds, after.kinds
             if before_kinds.isdisjoint(after_kinds) and _NULL_ONLY not in (before_kinds, after_kinds):
                 detail = f"baseline {_types(before_kinds)}, candidate {_types(after_kinds)}"
-                self.report("schema.type_changed", detail, self.after, path)
+                self.report(Code.SCHEMA_TYPE_CHANGED, detail, self.after, path)
         before_members, after_members = before.members, after.members
         for key, node in before_members.items():
             counterpart = after_members.get(key)
             if counterpart is None:
                 if dict in after.types and not self.ignores(self.child(skey, key)):
                     detail = f"key {key!r} is in the baseline JSON, not in the candidate's"
-                    self.report("schema.key_missing", detail, self.before, (*path, key))
+                    self.report(Code.SCHEMA_KEY_MISSING, detail, self.before, (*path, key))
             elif node.types != counterpart.types or _has_children(node) or _has_children(counterpart):
                 self.diff(node, counterpart, self.child(skey, key), (*path, key))
             # else: a leaf of the same types on both sides, nothing to find below it
@@ -528,7 +509,7 @@ class _ShapeWalk:
             for key in after_members:
                 if key not in before_members and not self.ignores(self.child(skey, key)):
                     detail = f"key {key!r} is in the candidate JSON, not in the baseline's"
-                    self.report("schema.key_added", detail, self.after, (*path, key))
+                    self.report(Code.SCHEMA_KEY_ADDED, detail, self.after, (*path, key))
         if before.items is not None and after.items is not None:
             self.diff(before.items, after.items, self.child(skey, None), (*path, None))
 
@@ -541,7 +522,7 @@ class _ShapeWalk:
     def ignores(self, skey: str) -> bool:
         return self.ignored is not None and self.ignored.match(skey) is not None
 
-    def report(self, code: str, detail: str, value: Any, path: tuple[str | None, ...]) -> None:
+    def report(self, code: Code, detail: str, value: Any, path: tuple[str | None, ...]) -> None:
         self.findings.append(Finding.of(code, detail, first_pointer(value, path)))
 
 
@@ -565,7 +546,7 @@ def _absolute_findings(side: _Output, context: _Context, base: _Output | None) -
         if violation is not None:
             path, message = violation
             noise = base is None or _fails_output_schema(base, context)
-            findings.append(dataclasses.replace(Finding.of("schema.violation", message, path), noise=noise))
+            findings.append(dataclasses.replace(Finding.of(Code.SCHEMA_VIOLATION, message, path), noise=noise))
     for call in side.calls:
         problem = _tool_problem(side, call, context)
         if problem is not None:
@@ -574,7 +555,7 @@ def _absolute_findings(side: _Output, context: _Context, base: _Output | None) -
                 other.name == call.name and _tool_problem(base, other, context) is not None
                 for other in base.calls
             )
-            findings.append(dataclasses.replace(Finding.of("tool.input_invalid", message, path), noise=noise))
+            findings.append(dataclasses.replace(Finding.of(Code.TOOL_INPUT_INVALID, message, path), noise=noise))
     return findings
 
 
@@ -645,18 +626,18 @@ def _tool_findings(base: _Output, other: _Output) -> list[Finding]:
     if counts_before == counts_after:
         return []
     if not after:
-        return [Finding.of("tool.call_missing", f"baseline called {_names(before)}; candidate called none")]
+        return [Finding.of(Code.TOOL_CALL_MISSING, f"baseline called {_names(before)}; candidate called none")]
     if not before:
-        return [Finding.of("tool.call_unexpected", f"candidate called {_names(after)}; baseline called none")]
+        return [Finding.of(Code.TOOL_CALL_UNEXPECTED, f"candidate called {_names(after)}; baseline called none")]
     added = [name for name in counts_after if name not in counts_before]
     dropped = [name for name in counts_before if name not in counts_after]
     if (added or dropped) and len(before) == len(after):
         return [
-            Finding.of("tool.name_changed", f"baseline called {_names(before)}; candidate {_names(after)}")
+            Finding.of(Code.TOOL_NAME_CHANGED, f"baseline called {_names(before)}; candidate {_names(after)}")
         ]
     findings = [
         Finding.of(
-            "tool.call_unexpected",
+            Code.TOOL_CALL_UNEXPECTED,
             _clip(f"candidate called {name!r}, which the baseline did not call "
                   f"(baseline {_names(before)}; candidate {_names(after)})"),
         )
@@ -664,7 +645,7 @@ def _tool_findings(base: _Output, other: _Output) -> list[Finding]:
     ]
     findings.extend(
         Finding.of(
-            "tool.call_missing",
+            Code.TOOL_CALL_MISSING,
             _clip(f"baseline called {name!r}; the candidate did not "
                   f"(baseline {_names(before)}; candidate {_names(after)})"),
         )
@@ -672,10 +653,9 @@ def _tool_findings(base: _Output, other: _Output) -> list[Finding]:
     )
     if not findings:
         findings.append(
-            Finding(
-                code=TOOL_COUNT_CHANGED,
-                severity=CODES.get(TOOL_COUNT_CHANGED, Severity.MINOR),
-                detail=f"baseline made {len(before)} tool calls {_names(before)}; "
+            Finding.of(
+                Code.TOOL_COUNT_CHANGED,
+                f"baseline made {len(before)} tool calls {_names(before)}; "
                 f"candidate {len(after)} {_names(after)}",
             )
         )
@@ -690,10 +670,10 @@ def _stop_findings(base: _Output, other: _Output) -> list[Finding]:
     findings: list[Finding] = []
     if other.stop in _TRUNCATION_STOPS and base.stop not in _TRUNCATION_STOPS:
         findings.append(
-            Finding.of("stop.truncated", f"candidate stopped on {other.stop}; baseline on {base.stop}")
+            Finding.of(Code.STOP_TRUNCATED, f"candidate stopped on {other.stop}; baseline on {base.stop}")
         )
     if other.stop == "refusal" and base.stop != "refusal":
-        findings.append(Finding.of("stop.refusal", f"candidate refused; baseline stopped on {base.stop}"))
+        findings.append(Finding.of(Code.STOP_REFUSAL, f"candidate refused; baseline stopped on {base.stop}"))
     return findings
 
 
@@ -705,7 +685,7 @@ def _markdown_findings(base: _Output, other: _Output) -> list[Finding]:
     changes = base.signature.changes_to(other.signature)
     if not changes:
         return []
-    return [Finding.of("style.markdown_drift", "; ".join(changes))]
+    return [Finding.of(Code.STYLE_MARKDOWN_DRIFT, "; ".join(changes))]
 
 
 def _length_findings(base: _Output, other: _Output) -> list[Finding]:
@@ -716,7 +696,7 @@ def _length_findings(base: _Output, other: _Output) -> list[Finding]:
         return []
     return [
         Finding.of(
-            "length.drift",
+            Code.LENGTH_DRIFT,
             f"candidate {other.output_tokens} output tokens vs baseline {base.output_tokens} ({ratio:.2f}x)",
         )
     ]

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shadowd.core.storable import escape_text, first_non_finite, has_unstorable_text, utc_in_range
+from shadowd.core.timestamps import parse_rfc3339
 
 SCHEMA = "shadowd.mirror/v1"
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024
@@ -176,15 +177,10 @@ def _parse_timestamp(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise EnvelopeError("invalid_field:captured_at", "must be an RFC 3339 string")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} is not an RFC 3339 timestamp") from None
-    if parsed.tzinfo is None or "T" not in text.upper():
-        raise EnvelopeError("invalid_field:captured_at", f"{value[:64]!r} lacks a date-time with an offset")
+        parsed = parse_rfc3339(value)
+    except ValueError as exc:
+        raise EnvelopeError("invalid_field:captured_at", str(exc)) from None
     if not utc_in_range(parsed):
         # Refused, not clamped or replaced by the record timestamp: a moment that cannot be placed in
         # UTC comes from a broken producer clock, and a made-up time would misplace the verdict.

@@ -29,6 +29,8 @@ class GateConfig:
     confidence: float = 0.95
     max_latency_p95_ratio: float = 1.5
     max_cost_ratio: float = 2.0
+    # False for `replay_mode: batch` rollouts: a batch side's wait is the batch's, so latency is not judged.
+    latency_judged: bool = True
 
     def __post_init__(self) -> None:
         if self.min_samples < 1:
@@ -276,7 +278,9 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
     """
     current = state.canary_percent
     non_inferior, inferior, figures = _regression_checks(config, evidence)
-    latency_ratio = _ratio(evidence.latency_p95_candidate_ms, evidence.latency_p95_baseline_ms)
+    latency_ratio = (
+        _ratio(evidence.latency_p95_candidate_ms, evidence.latency_p95_baseline_ms) if config.latency_judged else None
+    )
     cost_ratio = _ratio(evidence.cost_usd_candidate, evidence.cost_usd_baseline)
     figures.update(
         {
@@ -294,6 +298,7 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
             "latency_p95_candidate_ms": evidence.latency_p95_candidate_ms,
             "latency_p95_ratio": latency_ratio,
             "max_latency_p95_ratio": config.max_latency_p95_ratio,
+            "latency_judged": config.latency_judged,
             "cost_usd_baseline": evidence.cost_usd_baseline,
             "cost_usd_candidate": evidence.cost_usd_candidate,
             "cost_ratio": cost_ratio,
@@ -306,6 +311,8 @@ def evaluate_gate(config: GateConfig, state: RolloutState, evidence: Evidence) -
         config.max_latency_p95_ratio,
         f"candidate {_ms(evidence.latency_p95_candidate_ms)} vs baseline "
         f"{_ms(evidence.latency_p95_baseline_ms)}",
+    ) if config.latency_judged else _Check(
+        ok=None, sentence="latency p95 not judged: replay_mode batch replays wait for their batch"
     )
     cost = _ratio_check(
         "cost",

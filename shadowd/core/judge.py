@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shadowd.core.findings import Finding, Status
+from shadowd.core.findings import Code, Finding, Status
 from shadowd.core.results import SideResult
 
 # Bump whenever the prompt or the grade rules change: every graded verdict stores it.
@@ -382,7 +382,7 @@ def quality_finding(grading: Grading | None) -> Finding | None:
     if not (grading.candidate.acceptable is False and grading.baseline.acceptable is True):
         return None
     return Finding.of(
-        "quality.unacceptable",
+        Code.QUALITY_UNACCEPTABLE,
         _clip(
             f"the judge graded the candidate's answer unacceptable ({_score(grading.candidate)}) and the "
             f"baseline's acceptable ({_score(grading.baseline)}): {grading.candidate.reason or 'no reason given'}",

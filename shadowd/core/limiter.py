@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shadowd.core.timestamps import parse_rfc3339
+
 # The quota families the Messages API reports as `anthropic-ratelimit-<family>-{limit,remaining,reset}`.
 QUOTA_FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
 # Below this share of its limit, a quota is spread over the time left until it resets.
@@ -127,10 +129,8 @@ def parse_quotas(headers: Mapping[str, str], now_utc: datetime) -> list[Quota]:
         if remaining is None or reset is None:
             continue
         try:
-            reset_at = datetime.fromisoformat(reset.strip().replace("Z", "+00:00"))
+            reset_at = parse_rfc3339(reset)
         except ValueError:
-            continue
-        if reset_at.tzinfo is None:
             continue
         quotas.append(
             Quota(

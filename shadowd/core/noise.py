@@ -7,10 +7,12 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from shadowd.core.findings import Code
+
 DEFAULT_VALUE_NOISE_THRESHOLD = 0.05
 # Codes never learned as noise: value.changed is learned per path instead (a code-wide rate would
 # silence every value the moment one path varies), and a failed call is not a difference.
-UNLEARNED_CODES = frozenset({"value.changed", "error.candidate"})
+UNLEARNED_CODES = frozenset({Code.VALUE_CHANGED, Code.ERROR_CANDIDATE})
 # While a route has fewer noise-checked requests than this in the window, every request of it is
 # noise-checked whatever the fraction: a change on a path nobody has measured yet must not be
 # counted against the candidate for lack of a noise model.

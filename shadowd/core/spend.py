@@ -55,7 +55,7 @@ def _usd(value: float | None) -> float:
 def cache_saved_usd(side: SideResult, profile: ModelProfile | None) -> float:
     """What prompt caching saved on one call against paying every input token at the input price:
     reads save 0.9x input, writes cost 0.25x more (SPEC §7); 0 for a model without a profile."""
-    if profile is None:
+    if profile is None or not (side.usage.cache_read_input_tokens or side.usage.cache_creation_input_tokens):
         return 0.0
     saved = profile.uncached_cost_usd(side.usage) - profile.cost_usd(side.usage)
     return saved if math.isfinite(saved) else 0.0

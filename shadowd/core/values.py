@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shadowd.core.jsonshape import ARRAY_ITEM, MAX_SHAPE_DEPTH, escape_token, shape_token
+from shadowd.core.shape import ARRAY_ITEM, MAX_SHAPE_DEPTH, escape_token, shape_token
 
 # A string longer than this is prose: its wording varies from call to call, so it is not compared
 # unless its path is listed in the route's `value_paths`.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from shadowd.clock import utc_now
 from shadowd.config import load_config
 from shadowd.credentials import redact_url
 from shadowd.demo.traffic import MALFORMED_LINES, generate_envelopes
@@ -73,7 +73,7 @@ async def run_demo(
                     reports.append(await build_report(
                         store, spec, lambda route: config.rules_for(route).value_noise_threshold
                     ))
-                    decisions.append((await evaluate_and_apply(store, spec, datetime.now(UTC))).to_dict())
+                    decisions.append((await evaluate_and_apply(store, spec, utc_now())).to_dict())
     finally:
         await server.close()
     return {

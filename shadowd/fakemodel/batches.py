@@ -132,11 +132,12 @@ class BatchesEndpoint:
         """Process the batch once its delay has passed (lazily: on the first look after that)."""
         if batch.results is not None or _now() - batch.created_s < self._behaviours.batches.delay_s:
             return
-        results = [{"custom_id": cid, "result": self._answer(params)} for cid, params in batch.requests]
+        results: list[dict[str, Any]] = []
         batch.counts = {}
-        for line in results:
-            kind = line["result"]["type"]
-            batch.counts[kind] = batch.counts.get(kind, 0) + 1
+        for cid, params in batch.requests:
+            result = self._answer(params)
+            batch.counts[result["type"]] = batch.counts.get(result["type"], 0) + 1
+            results.append({"custom_id": cid, "result": result})
         batch.results = results
         batch.ended_at = datetime.now(UTC)
 

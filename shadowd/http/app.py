@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shadowd.http import argo, control, flagger, health, pages, prometheus, rollouts, verdicts
+from shadowd.http import argo, control, dead_letters, flagger, health, pages, prometheus, rollouts, verdicts
 from shadowd.http.errors import json_errors
 from shadowd.http.middleware import authenticate
 from shadowd.http.openapi import build_document
@@ -30,6 +30,7 @@ def operations() -> tuple[Operation, ...]:
         *verdicts.operations(),
         *pages.operations(),
         *verdicts.detail_operations(),
+        *dead_letters.operations(),
         *argo.operations(),
         *control.operations(),
         *flagger.operations(),

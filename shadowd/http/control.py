@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
 from aiohttp import web
 from pydantic import Field
 
+from shadowd.clock import utc_now
 from shadowd.http.errors import BadParameter, error_response, json_response, unknown_rollout
 from shadowd.http.middleware import request_identity
 from shadowd.http.models import AppliedDecision, ManualActionBody
-from shadowd.http.params import configured_names, json_object
+from shadowd.http.params import configured_names, json_object, max_length
 from shadowd.http.registry import (
     AUTH_ERRORS,
     BAD_PARAMETER,
@@ -55,13 +55,13 @@ async def manual_action(request: web.Request) -> web.Response:
     for key in body:
         if key not in ManualActionBody.model_fields:
             raise BadParameter(key, "unknown field; known: actor, reason")
-    stated = _optional_text(body, "actor", 200)
-    note = _optional_text(body, "reason", 2000)
+    stated = _optional_text(body, "actor", max_length(ManualActionBody, "actor"))
+    note = _optional_text(body, "reason", max_length(ManualActionBody, "reason"))
     if stated and stated != identity.name:
         # The audit actor is the token's name; a name in the body is only the caller's word, kept as such.
         note = f"(stated actor: {stated}) {note or ''}".strip()
     try:
-        applied = await apply_manual(state.store, spec, action, f"api:{identity.name}", datetime.now(UTC), note)
+        applied = await apply_manual(state.store, spec, action, f"api:{identity.name}", utc_now(), note)
     except ManualActionError as exc:
         return error_response(409, "conflict", str(exc), rollout=name, action=action)
     decision = applied.to_dict()

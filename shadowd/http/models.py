@@ -60,7 +60,7 @@ class Report(BaseModel):
     gate_figures: dict[str, object] | None = optional()
     counts: dict[str, int]
     errors_by_reason: dict[str, int] | None = optional(
-        "Error verdicts by reason: capacity, baseline_failed, comparator_fault.")
+        "Error verdicts by reason: capacity, baseline_failed, comparator_fault, batch_result.")
     total: int | None = optional()
     compared: int | None = optional()
     stage_samples: int | None = optional()
@@ -74,10 +74,15 @@ class Report(BaseModel):
     by_route: dict[str, object]
     latency_ms: LatencyBySide
     latency_p95_ratio: float | None = None
+    latency_judged: bool | None = optional(
+        "False for replay_mode: batch rollouts: latency is not judged (latency_p95_ratio null).")
     cost_usd: CostUsd
     judge: dict[str, object] | None = Field(
         None, description="Graded share, acceptability per side with intervals, discordant pairs; null when no "
         "route of the rollout has a judge (docs/JUDGE.md).")
+    spend: dict[str, object] | None = optional(
+        "Model calls and USD by purpose (replay, noise_check, grading, total) over the rollout, per compared "
+        "verdict and per gate decision, and the prompt cache's tokens and saving (SPEC §7).")
 
 
 class RolloutList(BaseModel):
@@ -132,7 +137,7 @@ class Verdict(BaseModel):
     route: str
     status: StatusName
     reason: str | None = None
-    error_reason: str | None = Field(None, description="For status error: capacity, baseline_failed or "
+    error_reason: str | None = Field(None, description="For status error: capacity, baseline_failed, batch_result or "
                                      "comparator_fault.")
     findings: list[Finding]
     baseline: SideSummary | None

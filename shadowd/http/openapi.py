@@ -19,7 +19,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "read": [{"bearerAuth": []}, {}],
     "admin": [{"bearerAuth": []}],
 }
-TAGS = ("rollouts", "verdicts", "pages", "canary controllers", "operations")
+TAGS = ("rollouts", "verdicts", "dead letters", "pages", "canary controllers", "operations")
 
 
 def build_document(operations: list[Operation]) -> dict[str, Any]:

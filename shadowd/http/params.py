@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from annotated_types import MaxLen
+from pydantic import BaseModel
 
 from shadowd.http.errors import BadParameter, printable
 from shadowd.http.state import ApiState
@@ -75,6 +77,14 @@ def storable_text(parameter: str, value: str, max_length: int) -> str:
     except UnicodeEncodeError:
         raise BadParameter(parameter, "must be valid Unicode text") from None
     return value
+
+
+def max_length(model: type[BaseModel], name: str) -> int:
+    """The `max_length` a request model declares for a field: the handlers check what the document states."""
+    for constraint in model.model_fields[name].metadata:
+        if isinstance(constraint, MaxLen):
+            return int(constraint.max_length)
+    raise LookupError(f"{model.__name__}.{name} declares no max_length")
 
 
 def is_count(raw: str, digits: int = 9) -> bool:

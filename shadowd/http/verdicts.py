@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, JsonValue
 
 from shadowd.adapters.sql_store import VerdictFilter
+from shadowd.clock import utc_now
 from shadowd.core.findings import CODES, Status
 from shadowd.http.errors import BadParameter, error_response, json_response, unknown_rollout
 from shadowd.http.models import VerdictDetail, VerdictPage
@@ -19,6 +20,7 @@ from shadowd.http.params import (
     configured_names,
     is_count,
     known_rollout,
+    max_length,
     only_parameters,
     page_size,
     storable_text,
@@ -68,7 +70,7 @@ def verdict_query(query: Mapping[str, str], now: datetime) -> tuple[VerdictFilte
         raise BadParameter("code", f"unknown finding code {code!r}")
     route = query.get("route")
     if route is not None:
-        storable_text("route", route, 256)
+        storable_text("route", route, max_length(VerdictQuery, "route"))
     since = query.get("since")
     try:
         since_at = parse_since(since, now) if since is not None else None
@@ -84,7 +86,7 @@ def verdict_query(query: Mapping[str, str], now: datetime) -> tuple[VerdictFilte
 async def list_verdicts(request: web.Request) -> web.Response:
     state = api_state(request)
     name = request.match_info["name"]
-    where, limit, cursor = verdict_query(request.query, datetime.now(UTC))
+    where, limit, cursor = verdict_query(request.query, utc_now())
     if not await known_rollout(state, name):
         return unknown_rollout(configured_names(state), name)
     # One more than asked tells whether another page exists, so the last page has next_cursor null.
@@ -101,7 +103,7 @@ async def list_verdicts(request: web.Request) -> web.Response:
 async def get_verdict(request: web.Request) -> web.Response:
     state = api_state(request)
     name, request_id = request.match_info["name"], request.match_info["request_id"]
-    storable_text("request_id", request_id, 256)
+    storable_text("request_id", request_id, max_length(VerdictPath, "request_id"))
     if not await known_rollout(state, name):
         return unknown_rollout(configured_names(state), name)
     row = await state.store.get_verdict(name, request_id)

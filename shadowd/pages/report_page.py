@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from shadowd.adapters.sql_store import SqlVerdictStore
+from shadowd.clock import utc_now
 from shadowd.config import Config
 from shadowd.core.histogram import bucket_value
 from shadowd.core.rollout import RolloutSpec
@@ -38,7 +38,7 @@ async def report_page_data(store: SqlVerdictStore, spec: RolloutSpec, config: Co
         "routes": [r for r in routes["items"] if r["route"] in own_routes and r["baseline"] == spec.baseline],
         "tolerance": spec.gate.max_regression_rate_increase,
         "confidence": spec.gate.confidence,
-        "generated_at": datetime.now(UTC),
+        "generated_at": utc_now(),
     }
 
 
@@ -119,8 +119,10 @@ def _cards(report: dict[str, Any]) -> str:
               f"{_pct(figures.get('rate_increase_upper'))}, tolerance {_pct(figures.get('max_regression_rate_increase'))} ²"),
         _card("baseline noise rate", _pct(report["baseline_noise_rate"]), "baseline vs its own replay ³"),
         _card("noise verdicts", _pct(report["noise_rate"]), "differences the baseline also shows ⁴"),
-        _card("latency p95 ratio", f"{report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "—",
-              "candidate / baseline"),
+        _card("latency p95 ratio",
+              "not judged" if report.get("latency_judged") is False
+              else f"{report['latency_p95_ratio']:.2f}" if report["latency_p95_ratio"] else "—",
+              "replay_mode: batch" if report.get("latency_judged") is False else "candidate / baseline"),
         _card("cost ratio", f"{ratio:.2f}" if ratio else "—", "candidate / baseline"),
     ]) + "</div>"
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from shadowd.core.jsonshape import escape_token
+from shadowd.core.shape import escape_token
 from shadowd.pages.base import page
 from shadowd.pages.escape import esc
 

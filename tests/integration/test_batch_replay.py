@@ -11,7 +11,7 @@ import pytest
 
 from shadowd.demo.traffic import generate_envelopes
 from tests.daemon_harness import fake_model_stats
-from tests.helpers import fake_model_process, run_cli_json, write_config
+from tests.helpers import fake_model_process, run_cli, run_cli_json, write_config
 
 COUNT = 90
 BATCH_SETTINGS = "batch: {window_records: 500, window_s: 0.5, poll_initial_s: 0.2, poll_max_s: 1.0}"
@@ -116,6 +116,32 @@ def test_batch_replay_reaches_the_live_verdicts_at_half_the_price(tmp_path: Path
         assert live_row["candidate"]["latency_ms"] is not None
         live_cost, batch_cost = live_row["candidate"]["cost_usd"], batch_row["candidate"]["cost_usd"]
         assert batch_cost == pytest.approx(live_cost * 0.5), key
+
+    # The report, its JSON and its HTML page say latency is not judged for the batch rollout only.
+    batch_report = run_cli_json("report", "--rollout", "opus-4-7", "-c", str(batch_config), "--db", batch_db)
+    live_report = run_cli_json("report", "--rollout", "opus-4-7", "-c", str(live_config), "--db", live_db)
+    batch_report, live_report = _one(batch_report), _one(live_report)
+    assert batch_report["latency_judged"] is False and batch_report["latency_p95_ratio"] is None
+    assert live_report["latency_judged"] is True and live_report["latency_p95_ratio"] is not None
+    assert any("latency p95 not judged" in reason for reason in batch_report["reasons"])
+    assert batch_report["cost_usd"]["candidate"] == pytest.approx(live_report["cost_usd"]["candidate"] * 0.5)
+    text = run_cli("report", "--rollout", "opus-4-7", "-c", str(batch_config), "--db", batch_db)
+    assert text.returncode == 0 and "not judged" in text.stdout
+    page = batch_dir / "report.html"
+    assert run_cli("report", "--rollout", "opus-4-7", "--html", str(page), "-c", str(batch_config),
+                   "--db", batch_db).returncode == 0
+    assert "not judged" in page.read_text()
+
+
+def _one(report: Any) -> dict[str, Any]:
+    """The single rollout's report out of `report --json` (a list of one, or the report itself)."""
+    if isinstance(report, dict) and "rollouts" in report:
+        report = report["rollouts"]
+    if isinstance(report, list):
+        assert len(report) == 1
+        report = report[0]
+    assert isinstance(report, dict)
+    return report
 
 
 def test_errored_and_expired_batch_results_are_error_verdicts_never_regressions(tmp_path: Path) -> None:

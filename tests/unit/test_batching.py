@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anthropic
@@ -274,3 +274,73 @@ async def test_two_waiters_on_one_call_share_its_single_request() -> None:
 def _replay_args(request_id: str) -> tuple[ReplayRequest, None, BatchCall]:
     replay, call = _replay(request_id)
     return replay, None, call
+
+
+# --- the gate ------------------------------------------------------------------------------------
+
+
+def test_the_gate_does_not_judge_latency_for_batch_rollouts() -> None:
+    """A slow candidate rolls a live rollout back, but the same latency figures on a batch rollout are
+    "not judged" and the rollout promotes on its regression evidence (cost is still judged)."""
+    from shadowd.core.gate import Evidence, GateConfig, RolloutState, evaluate_gate
+
+    slow = Evidence(samples=5000, stage_samples=400, candidate_regressions=50, baseline_noise_regressions=50,
+                    both_regressed=1, latency_p95_baseline_ms=900.0, latency_p95_candidate_ms=5000.0,
+                    cost_usd_baseline=10.0, cost_usd_candidate=12.0)
+    state = RolloutState((1, 5, 25, 50, 100), 1)
+    live = evaluate_gate(GateConfig(), state, slow)
+    batch = evaluate_gate(GateConfig(latency_judged=False), state, slow)
+    assert live.decision == "rollback"
+    assert batch.decision == "promote"
+    assert batch.figures["latency_p95_ratio"] is None and batch.figures["latency_judged"] is False
+    assert any("latency p95 not judged" in reason for reason in batch.reasons)
+    expensive = Evidence(**{**{n: getattr(slow, n) for n in Evidence.__slots__}, "cost_usd_candidate": 30.0})
+    assert evaluate_gate(GateConfig(latency_judged=False), state, expensive).decision == "rollback"
+
+
+async def test_long_ended_batches_leave_the_ledger_but_running_ones_stay() -> None:
+    """Batches that ended more than 30 days ago are dropped once a batch ends; recent and running ones stay."""
+    ledger = MemoryBatchLedger()
+    now = datetime.now(UTC)
+    for batch_id, state, ended_days_ago in (("old", "ended", 40), ("recent", "ended", 2), ("running", "submitted", None)):
+        await ledger.record(batch_id, [_item(batch_id)], now)
+        if ended_days_ago is not None:
+            await ledger.mark(batch_id, state, now - timedelta(days=ended_days_ago))
+    async with await _server() as server:
+        replayer = _replayer(server, ledger)
+        try:
+            side = await asyncio.wait_for(replayer.replay(*_replay_args("req-new")), 20)
+        finally:
+            await replayer.close()
+    assert side.ok
+    assert set(ledger.batches) - {"old"} == set(ledger.batches) and {"recent", "running"} <= set(ledger.batches)
+
+
+async def test_the_sql_ledger_finds_stored_calls_skips_lost_batches_and_forgets_old_ones(tmp_path: Path) -> None:
+    """On SQLite migrated to head: a stored call is found by custom id (hostile request ids stored escaped),
+    a lost batch is not offered for resuming, and only long-ended batches are forgotten."""
+    from shadowd.adapters.sql_batches import SqlBatchLedger
+    from shadowd.adapters.sql_store import open_store
+
+    store = await open_store(f"sqlite:///{tmp_path / 'ledger.db'}", upgrade=True)
+    try:
+        ledger = SqlBatchLedger(store.engine)
+        now = datetime.now(UTC)
+        hostile = BatchItem(custom_id("a\x00\udc80[bold]", MODEL, "baseline"), "r", "a\x00\udc80[bold]", MODEL,
+                            "baseline", {}, "topic", 2, 41)
+        await ledger.record("b-one", [hostile, _item("x")], now)
+        await ledger.record("b-two", [_item("y")], now)
+        assert await ledger.find([hostile.custom_id, _item("y").custom_id, "nope"]) == {
+            hostile.custom_id: "b-one", _item("y").custom_id: "b-two"}
+        assert await ledger.submitted() == ["b-one", "b-two"]
+        stored = {item.custom_id: item for item in await ledger.items("b-one")}
+        assert stored[hostile.custom_id].request_id == "a\\u0000\\udc80[bold]"
+        assert (stored[hostile.custom_id].partition, stored[hostile.custom_id].offset) == (2, 41)
+        await ledger.mark("b-two", "lost", now)
+        assert await ledger.find([_item("y").custom_id]) == {}
+        await ledger.mark("b-one", "ended", now - timedelta(days=40))
+        assert await ledger.forget_before(now - timedelta(days=30)) == 1
+        assert await ledger.find([hostile.custom_id]) == {}
+        assert await ledger.submitted() == []
+    finally:
+        await store.close()

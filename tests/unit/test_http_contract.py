@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,9 @@ from shadowd.http import ApiState, NotReady, create_app, openapi_document, runne
 from shadowd.http.app import operations
 from shadowd.http.middleware import access_for
 from shadowd.metrics import Metrics
-from tests.unit.test_api import ADMIN, READ, _flagger
-from tests.unit.test_api import config as config  # the fixtures, shared with test_api.py
-from tests.unit.test_api import seeded_db as seeded_db
-from tests.unit.test_api import store as store
+from shadowd.records import DeadLetter
+from tests.unit.test_api import ADMIN, READ, _flagger, _verdict
+from tests.unit.test_api import config as config
 
 DOCUMENT = openapi_document()
 OPERATIONS = {
@@ -33,6 +33,18 @@ OPERATIONS = {
     for method, op in item.items()
 }
 ADMIN_HEADER = {"Authorization": f"Bearer {ADMIN}"}
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlVerdictStore]:
+    """The SQL adapter on a fresh SQLite file, with test_api.py's verdicts: 24 of 40 regress in `regressed`,
+    none of 40 in `clean`, none stored for `fresh`."""
+    opened = await open_store("sqlite:///" + str(tmp_path / "db.sqlite"), upgrade=True)
+    records = [_verdict("regressed", i, regression=i < 24) for i in range(40)]
+    records += [_verdict("clean", i, regression=False) for i in range(40)]
+    await opened.save(records, [])
+    yield opened
+    await opened.close()
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,12 @@ async def clients(config: Config, store: SqlVerdictStore, broken_store: SqlVerdi
                   ) -> AsyncIterator[dict[str, TestClient[Any, Any]]]:
     """open: reads open, an admin token; closed: read and admin tokens required; no-admin: no admin token;
     broken: a database that cannot be read; throttled: an address past its failed-authentication limit."""
+    # Dead letters as hostile as the records they keep: a NUL, bytes that are not UTF-8, markup in the detail.
+    await store.save([], [
+        DeadLetter("llm.mirror", 0, 7, "invalid_json", "not JSON: [bold]x[/]", b"\x00\xff{bad", datetime.now(UTC)),
+        DeadLetter("llm.mirror", 1, 9, "invalid_field:route", "route over 256 characters", b"{}", datetime.now(UTC),
+                   payload_truncated=True),
+    ])
     made: dict[str, TestClient[Any, Any]] = {}
     variants: dict[str, tuple[dict[str, Any], bool]] = {
         "open": ({"admin_token": ADMIN}, True),
@@ -129,6 +147,8 @@ CALLS = [
     Call("getVerdict", "GET", "/v1/rollouts/regressed/verdicts/req-001", 200),
     Call("getVerdict", "GET", "/v1/rollouts/regressed/verdicts/req%01", 400),
     Call("getVerdict", "GET", "/v1/rollouts/regressed/verdicts/req-999", 404),
+    Call("listDeadLetters", "GET", "/v1/dead-letters?limit=1", 200),
+    Call("listDeadLetters", "GET", "/v1/dead-letters?limit=0", 400),
     Call("getReportPage", "GET", "/v1/rollouts/clean/report.html", 200),
     Call("getReportPage", "GET", "/v1/rollouts/nope/report.html", 404),
     Call("getVerdictPage", "GET", "/v1/rollouts/clean/verdicts/req-002.html", 200),
@@ -209,6 +229,10 @@ async def test_every_route_answers_what_the_generated_document_declares(
             await check("throttled", example, 429, {"Authorization": f"Bearer {READ}"})
         if 503 in declared or name in BROKEN:
             await check("broken", example, BROKEN.get(name, 503), headers)
+    letters = (await _call(clients["open"], Call("listDeadLetters", "GET", "/v1/dead-letters", 200)))[2]
+    assert letters["counts"] == {"invalid_json": 1, "invalid_field:route": 1}
+    assert [d["offset"] for d in letters["dead_letters"]] == [9, 7]
+    assert letters["dead_letters"][1]["payload"].endswith("{bad")
     missing = {name: sorted({int(s) for s in op["responses"]} - seen[name])
                for name, (_p, _m, op) in OPERATIONS.items() if {int(s) for s in op["responses"]} - seen[name]}
     assert not missing, f"declared statuses no real call produced: {missing}"
@@ -243,3 +267,32 @@ def test_the_generated_document_is_valid_openapi() -> None:
     from openapi_spec_validator import validate
 
     validate(openapi_document())
+
+
+def test_the_http_package_has_no_import_cycle() -> None:
+    """Modules under shadowd/http/ import one another in one direction only, and none imports the app factory."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "shadowd" / "http"
+    imports: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "shadowd.http":
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shadowd.http."):
+                found.add(node.module.removeprefix("shadowd.http."))
+        imports[path.stem] = found
+    assert all("app" not in found for name, found in imports.items() if name not in ("__init__", "app")), imports
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        for target in imports.get(module, set()) - {"__init__"}:
+            assert target not in path, f"import cycle: {' -> '.join((*path, target))}"
+            if target not in done:
+                visit(target, (*path, target))
+        done.add(module)
+
+    for module in imports:
+        if module != "__init__":
+            visit(module, (module,))

@@ -3,20 +3,33 @@ analysis and Flagger's webhooks do, and says how old they are."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
 from shadowd.config import Config
 from shadowd.http import ApiState, create_app, runner_options
 from shadowd.metrics import Metrics
-from tests.unit.test_api import config as config  # the fixtures, shared with test_api.py
-from tests.unit.test_api import seeded_db as seeded_db
-from tests.unit.test_api import store as store
+from tests.unit.test_api import _verdict
+from tests.unit.test_api import config as config
 
 QUERY = '/api/v1/query?query=shadowd_regression_rate{rollout="regressed"}'
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlVerdictStore]:
+    """The SQL adapter on a fresh SQLite file, with test_api.py's verdicts: 24 of 40 regress in `regressed`,
+    none of 40 in `clean`, none stored for `fresh`."""
+    opened = await open_store("sqlite:///" + str(tmp_path / "db.sqlite"), upgrade=True)
+    records = [_verdict("regressed", i, regression=i < 24) for i in range(40)]
+    records += [_verdict("clean", i, regression=False) for i in range(40)]
+    await opened.save(records, [])
+    yield opened
+    await opened.close()
 
 
 async def test_prometheus_query_answers_from_the_last_figures_while_the_database_is_down(
