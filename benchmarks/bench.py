@@ -27,7 +27,7 @@ from common import BENCH_DIR, ROOT, Figure, fake_model, log, machine, write_beha
 from daemon_run import run_daemons as _run_daemons
 
 FIGURES = ("pipeline", "concurrency", "comparator", "queries", "scaleout", "cost")
-OPTIONAL = ("profile", "judge")
+OPTIONAL = ("profile", "profile0", "judge")
 
 # Sizes: (full, --quick).
 SIZES = {
@@ -254,7 +254,7 @@ def figure_scaleout(work: Path, quick: bool) -> list[Figure]:
     ]
 
 
-def figure_profile(work: Path, quick: bool) -> list[Figure]:
+def figure_profile(work: Path, quick: bool, only_0ms: bool = False) -> list[Figure]:
     """py-spy on the daemon, attached after start-up, in the pipeline (0 ms) and concurrency (2,000 ms)
     set-ups; summarised by area into results/profile-*.txt (the raw stacks stay in the work dir)."""
     from profile_summary import summarise
@@ -262,7 +262,8 @@ def figure_profile(work: Path, quick: bool) -> list[Figure]:
     kafka, db = bootstrap_and_db()
     count = SIZES["profile_records"][quick]
     figures = []
-    for latency, jitter, concurrency in ((0, 0, PIPELINE_CONCURRENCY), (2000, 200, CONCURRENCY_CONCURRENCY)):
+    setups = ((0, 0, PIPELINE_CONCURRENCY), (2000, 200, CONCURRENCY_CONCURRENCY))
+    for latency, jitter, concurrency in setups[:1] if only_0ms else setups:
         out = work / f"profile-{latency}ms.txt"
         with fake_model(write_behaviours(work, latency, jitter), work) as model:
             run = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db, count=count,
@@ -336,6 +337,7 @@ RUNNERS = {
     "queries": figure_queries,
     "scaleout": figure_scaleout,
     "profile": figure_profile,
+    "profile0": lambda work, quick: figure_profile(work, quick, only_0ms=True),
     "judge": figure_judge,
     "cost": figure_cost,
 }

@@ -2,9 +2,9 @@
 # The one benchmark command (benchmarks/README.md): starts its own Kafka and PostgreSQL, runs the
 # figures, prints the table and writes benchmarks/results/latest.json.
 #
-#   bash benchmarks/run.sh                          # the five figures (about 7 minutes)
+#   bash benchmarks/run.sh                          # the six figures (about 12 minutes on an idle machine)
 #   bash benchmarks/run.sh comparator queries       # a subset
-#   bash benchmarks/run.sh all                      # the five figures and the py-spy profile
+#   bash benchmarks/run.sh all                      # the six figures, the judge and the py-spy profiles
 #   bash benchmarks/run.sh --quick                  # smaller N everywhere
 #   bash benchmarks/run.sh --reuse-services ...     # use SHADOWD_TEST_KAFKA / SHADOWD_TEST_DATABASE_URL
 #
@@ -28,7 +28,7 @@ section() { printf '\n==== %s ====\n' "$*" >&2; }
 
 section "install shadowd into the checkout's own virtual environment (.venv)"
 SHADOWD_EXTRAS="${SHADOWD_EXTRAS:-bench}" source "$ROOT/scripts/venv.sh"  # bench: DeepDiff for the comparator figure
-if [[ " ${args[*]:-} " == *" profile "* || " ${args[*]:-} " == *" all "* ]] && ! command -v py-spy >/dev/null; then
+if [[ " ${args[*]:-} " == *" profile "* || " ${args[*]:-} " == *" profile0 "* || " ${args[*]:-} " == *" all "* ]] && ! command -v py-spy >/dev/null; then
   section "install py-spy (profile)"
   python -m pip install -q py-spy
 fi

@@ -704,7 +704,9 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
     if result.protected_verdicts:
         click.echo(f"  {result.protected_verdicts} older verdicts are kept because their rollout's current stage "
                    "still decides on them")
-    click.echo(f"{result.statements} statements in {result.elapsed_s:.2f}s, longest {result.longest_statement_s:.3f}s")
+    longest = f" ({result.longest_statement})" if result.longest_statement else ""
+    click.echo(f"{result.statements} statements in {result.elapsed_s:.2f}s, "
+               f"longest {result.longest_statement_s:.3f}s{longest}")
 
 
 @main.command("fake-model")

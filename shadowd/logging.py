@@ -6,6 +6,7 @@ library's records (aiohttp's among them) as formatted text, tracebacks included.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -31,10 +32,16 @@ def redact_text(text: str) -> str:
     return _redactor.text(text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_named(key: str) -> bool:
+    """Event keys are names from the code, a small set: each is matched once."""
+    return SECRET_KEY.search(key) is not None
+
+
 def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: secret-named keys hidden, credentials in any string value replaced."""
     for key, value in list(event.items()):
-        if SECRET_KEY.search(key) and value:
+        if _secret_named(key) and value:
             event[key] = "[redacted:secret]"
         elif isinstance(value, str):
             event[key] = _redactor.text(value)

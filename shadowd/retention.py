@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shadowd.adapters.sql_retention import Cutoffs, PurgeResult, SqlRetention
+from shadowd.adapters.sql_retention import SqlRetention
 from shadowd.clock import utc_now
+from shadowd.core.retention import Cutoffs, PurgeResult
 from shadowd.metrics import Metrics
 from shadowd.retention_config import RetentionConfig
 
@@ -55,12 +56,28 @@ async def purge(
     return await retention.purge(cutoffs(config, now), configured=configured, dry_run=dry_run, deadline=deadline)
 
 
+class RetentionStore(Protocol):
+    """The store's retention port: shadowd.adapters.sql_retention.SqlRetention on SQL."""
+
+    async def purge(
+        self,
+        cutoffs: Cutoffs,
+        *,
+        configured: Collection[str] = (),
+        dry_run: bool = False,
+        deadline: float | None = None,
+    ) -> PurgeResult:
+        """Purge (or with `dry_run` only count) what the cutoffs allow, stopping between statements once
+        time.monotonic() passes `deadline`; `configured` rollouts without a state row keep all verdicts."""
+        ...
+
+
 class RetentionTask:
     """The purge as the promoter runs it after each tick: bounded in time, never raising, measured."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: RetentionStore,
         config: RetentionConfig,
         *,
         configured: Collection[str] = (),
@@ -68,7 +85,7 @@ class RetentionTask:
         clock: Callable[[], datetime] | None = None,
         budget_s: float = TICK_BUDGET_S,
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.config = config
         self.configured = tuple(configured)
         self.metrics = metrics
@@ -83,8 +100,8 @@ class RetentionTask:
             return None
         started = time.monotonic()
         try:
-            result = await purge(self.engine, self.config, self.clock(), configured=self.configured,
-                                 deadline=started + self.budget_s)
+            result = await self.store.purge(cutoffs(self.config, self.clock()), configured=self.configured,
+                                            deadline=started + self.budget_s)
         except Exception as exc:
             log.error("retention_purge_failed", error=f"{type(exc).__name__}: {exc}"[:500])
             return None
@@ -110,4 +127,5 @@ class RetentionTask:
 
 def retention_task(engine: AsyncEngine, config: Config, metrics: Metrics | None = None) -> RetentionTask:
     """The purge for the promoter of a process running `config` (the configured rollouts are protected)."""
-    return RetentionTask(engine, config.retention, configured=[r.name for r in config.rollouts], metrics=metrics)
+    return RetentionTask(SqlRetention(engine, config.retention.batch_rows), config.retention,
+                         configured=[r.name for r in config.rollouts], metrics=metrics)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,54 +33,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shadowd.adapters.sql_schema import dead_letters, findings, retention_marks, rollouts, verdicts
+from shadowd.core.retention import Cutoffs, PurgeResult, verdict_cutoff
 
-# Purge tables as reported (CLI, metrics): `verdict_outputs` counts verdicts whose outputs were emptied.
-TABLES = ("verdicts", "findings", "verdict_outputs", "dead_letters")
 OUTPUTS_TASK = "outputs"
-# Rollout states whose current stage keeps its verdicts: a decision is still to be taken on them.
-LIVE_STATES = frozenset({"active", "paused"})
 # The longest a purge statement waits for a row lock on PostgreSQL before it gives up until next time.
 LOCK_TIMEOUT_MS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Cutoffs:
-    """Rows created strictly before these instants are purged; None keeps that kind forever."""
-
-    verdicts_before: datetime | None = None
-    outputs_before: datetime | None = None
-    dead_letters_before: datetime | None = None
-
-
-@dataclass(slots=True)
-class TableFigures:
-    rows: int = 0  # purged (or, in a dry run, that would be)
-    oldest_kept: datetime | None = None  # created_at of the oldest row left (outputs: still holding them)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "oldest_kept": self.oldest_kept.isoformat() if self.oldest_kept else None}
-
-
-@dataclass(slots=True)
-class PurgeResult:
-    dry_run: bool
-    tables: dict[str, TableFigures] = field(default_factory=lambda: {t: TableFigures() for t in TABLES})
-    statements: int = 0
-    longest_statement_s: float = 0.0
-    elapsed_s: float = 0.0
-    complete: bool = True  # False when the time budget ended the purge before it ran out of rows
-    protected_verdicts: int = 0  # old verdicts kept because their rollout's current stage holds them
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "tables": {name: figures.to_dict() for name, figures in self.tables.items()},
-            "statements": self.statements,
-            "longest_statement_s": round(self.longest_statement_s, 6),
-            "elapsed_s": round(self.elapsed_s, 6),
-            "complete": self.complete,
-            "protected_verdicts": self.protected_verdicts,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,23 +125,12 @@ class SqlRetention:
             }
         cuts = []
         for name in names:
-            if verdicts_before is None:
-                cuts.append(_RolloutCut(name, None, None))
-                continue
             state = states.get(name)
-            if state is None:
-                # Verdicts of a configured rollout the promoter has not evaluated yet: all of them may
-                # still be evidence for its first decision.
-                cuts.append(_RolloutCut(name, None, None) if name in configured
-                            else _RolloutCut(name, verdicts_before, None))
-            elif state.state in LIVE_STATES:
-                stage_start = _utc(state.stage_started_at)
-                if stage_start < verdicts_before:
-                    cuts.append(_RolloutCut(name, stage_start, stage_start))
-                else:
-                    cuts.append(_RolloutCut(name, verdicts_before, None))
-            else:
-                cuts.append(_RolloutCut(name, verdicts_before, None))
+            stage_start = _utc(state.stage_started_at) if state is not None else None
+            before = verdict_cutoff(verdicts_before, state.state if state is not None else None, stage_start,
+                                    name in configured)
+            held_back = before is not None and verdicts_before is not None and before < verdicts_before
+            cuts.append(_RolloutCut(name, before, before if held_back else None))
         return cuts
 
     def _doomed(self, cut: _RolloutCut, before: datetime) -> Any:
@@ -202,10 +148,11 @@ class SqlRetention:
             return column == any_(bindparam("ids", ids, type_=ARRAY(BigInteger)))
         return column.in_(ids)
 
-    def _timed(self, result: PurgeResult, started: float) -> None:
+    def _timed(self, result: PurgeResult, started: float, what: str) -> None:
         elapsed = time.monotonic() - started
         result.statements += 1
-        result.longest_statement_s = max(result.longest_statement_s, elapsed)
+        if elapsed > result.longest_statement_s:
+            result.longest_statement_s, result.longest_statement = elapsed, what
 
     async def _delete_verdicts(self, cut: _RolloutCut, deadline: float | None, result: PurgeResult) -> bool:
         """Delete the rollout's purgeable verdicts and their findings; False when the deadline stopped it."""
@@ -225,17 +172,17 @@ class SqlRetention:
                 await self._begin(connection)
                 started = time.monotonic()
                 ids = [int(i) for i in (await connection.execute(pick)).scalars()]
-                self._timed(result, started)
+                self._timed(result, started, "pick verdicts")
                 if not ids:
                     return True
                 started = time.monotonic()
                 gone_findings = (await connection.execute(
                     findings.delete().where(self._ids_in(findings.c.verdict_id, ids))
                 )).rowcount
-                self._timed(result, started)
+                self._timed(result, started, "delete findings")
                 started = time.monotonic()
                 gone = (await connection.execute(verdicts.delete().where(self._ids_in(verdicts.c.id, ids)))).rowcount
-                self._timed(result, started)
+                self._timed(result, started, "delete verdicts")
             result.tables["findings"].rows += max(gone_findings, 0)
             result.tables["verdicts"].rows += max(gone, 0)
             if len(ids) < self.batch_rows:
@@ -297,13 +244,13 @@ class SqlRetention:
                 await self._begin(connection)
                 started = time.monotonic()
                 rows = (await connection.execute(pick)).all()
-                self._timed(result, started)
+                self._timed(result, started, "pick outputs")
                 if rows:
                     started = time.monotonic()
                     await connection.execute(
                         verdicts.update().where(self._ids_in(c.id, [int(r.id) for r in rows])).values(**values)
                     )
-                    self._timed(result, started)
+                    self._timed(result, started, "empty outputs")
                 finished = len(rows) < self.batch_rows
                 # Rows sharing the last instant may be left: the mark stays at it (emptying twice is harmless).
                 done_before = before if finished else _utc(rows[-1].created_at)
@@ -329,14 +276,14 @@ class SqlRetention:
                 await self._begin(connection)
                 started = time.monotonic()
                 ids = [int(i) for i in (await connection.execute(pick)).scalars()]
-                self._timed(result, started)
+                self._timed(result, started, "pick dead letters")
                 if not ids:
                     return True
                 started = time.monotonic()
                 gone = (await connection.execute(
                     dead_letters.delete().where(self._ids_in(dead_letters.c.id, ids))
                 )).rowcount
-                self._timed(result, started)
+                self._timed(result, started, "delete dead letters")
             result.tables["dead_letters"].rows += max(gone, 0)
             if len(ids) < self.batch_rows:
                 return True

@@ -32,6 +32,9 @@ _AUTH_SCHEME = re.compile(
 )
 # The password of a URL's user info stays out: postgresql://user:[redacted:credential]@host
 _URL_PASSWORD = re.compile(r"(://[^\s:/@]*):[^\s@/]+@")
+# What every pattern above needs to find in a text before it can match (each starts with one of these):
+# one search instead of seven substitutions for the common text that holds no credential at all.
+_MAYBE_CREDENTIAL = re.compile(r"sk-|pk-|rk-|AKIA|ASIA|gh[pousr]_|xox[abprs]-|(?i:bearer|basic)|://")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}")
 # 13 to 19 digits, optionally grouped by single spaces or dashes; confirmed by the Luhn check.
 _CARD = re.compile(r"(?<![\d])\d(?:[ \-]?\d){12,18}(?![\d])")
@@ -94,10 +97,11 @@ class Redactor:
         for literal in self.literals:
             if literal and literal in value:
                 value = value.replace(literal, "[redacted:secret]")
-        for kind, pattern in _CREDENTIALS:
-            value = pattern.sub(f"[redacted:{kind}]", value)
-        value = _AUTH_SCHEME.sub(_scheme_kept, value)
-        value = _URL_PASSWORD.sub(r"\1:[redacted:credential]@", value)
+        if _MAYBE_CREDENTIAL.search(value):
+            for kind, pattern in _CREDENTIALS:
+                value = pattern.sub(f"[redacted:{kind}]", value)
+            value = _AUTH_SCHEME.sub(_scheme_kept, value)
+            value = _URL_PASSWORD.sub(r"\1:[redacted:credential]@", value)
         for pattern in self.patterns:
             value = pattern.sub("[redacted:custom]", value)
         if self.personal:

@@ -235,3 +235,46 @@ def test_dockerfile_pins_its_base_and_installs_under_the_lock() -> None:
     assert all(line.split()[1] == "${PYTHON_IMAGE}" for line in text.splitlines() if line.startswith("FROM "))
     pip_lines = [line for line in text.splitlines() if re.search(r"\bpip (install|wheel)\b", line)]
     assert pip_lines and all("--constraint" in line for line in pip_lines)
+
+
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+
+
+def _overridden(image: str, override: dict[str, str]) -> str:
+    """kustomize's `images:` transform on one container image (name match, then newName / digest)."""
+    name = image.split("@")[0].split(":")[0] if "@" in image else image.rsplit(":", 1)[0]
+    if name != override["name"]:
+        return image
+    return f"{override.get('newName', name)}@{override['digest']}"
+
+
+def test_the_overlay_images_entry_pins_every_container_of_the_base() -> None:
+    """The production overlay's `images:` entry (the documented way to pin) matches the image of every
+    container and init container in the base, so setting its digest pins everything that runs."""
+    overlay = yaml.safe_load((DEPLOY / "kustomize" / "overlays" / "production" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../../base"]
+    (override,) = overlay["images"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", override["digest"])
+    pinned = f"{override['newName']}@{override['digest']}"
+    for _name, spec in _pod_specs():
+        for container in [*spec["containers"], *spec.get("initContainers", [])]:
+            assert _overridden(container["image"], override) == pinned, container["image"]
+
+
+def test_an_image_outside_the_override_is_caught() -> None:
+    """Near miss: a container naming another image keeps it through the override, which the check above sees."""
+    override = {"name": "registry.example.com/platform/shadowd", "newName": "r.example.com/s", "digest": "sha256:" +
+                "a" * 64}
+    assert _overridden("registry.example.com/platform/shadowd@" + PLACEHOLDER_DIGEST, override) == \
+        "r.example.com/s@sha256:" + "a" * 64
+    assert _overridden("registry.example.com/platform/other:1.0", override) == \
+        "registry.example.com/platform/other:1.0"
+
+
+def test_the_base_carries_only_the_placeholder_digest() -> None:
+    """The base never holds a real digest (a stale pin would run an old build): releases pin in an overlay."""
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    assert [i["digest"] for i in kustomization["images"]] == [PLACEHOLDER_DIGEST]
+    for _name, spec in _pod_specs():
+        for container in spec["containers"]:
+            assert container["image"].endswith("@" + PLACEHOLDER_DIGEST)

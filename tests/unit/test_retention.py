@@ -7,7 +7,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from shadowd.adapters.sql_retention import SqlRetention
 from shadowd.adapters.sql_store import open_store
+from shadowd.core.retention import verdict_cutoff
 from shadowd.metrics import Metrics
 from shadowd.retention import RetentionTask, cutoffs
 from shadowd.retention_config import RetentionConfig
@@ -35,6 +37,21 @@ def test_unrolled_verdicts_wait_for_the_roll_up_on_sqlite(tmp_path: Path) -> Non
     asyncio.run(check_unrolled_verdicts_wait_for_the_roll_up(f"sqlite:///{tmp_path / 'u.db'}"))
 
 
+def test_a_live_rollout_keeps_its_current_stage_and_a_finished_one_does_not() -> None:
+    """Golden: an active or paused rollout whose stage began before the cutoff is cut at the stage's start;
+    near misses: a rolled-back or complete rollout, or one whose stage began after the cutoff, has the plain
+    cutoff; a configured rollout without state keeps all, an unconfigured one does not."""
+    cut, stage = NOW - timedelta(days=30), NOW - timedelta(days=35)
+    assert verdict_cutoff(cut, "active", stage, True) == stage
+    assert verdict_cutoff(cut, "paused", stage, True) == stage
+    assert verdict_cutoff(cut, "rolled_back", stage, True) == cut
+    assert verdict_cutoff(cut, "complete", stage, True) == cut
+    assert verdict_cutoff(cut, "active", NOW - timedelta(days=2), True) == cut
+    assert verdict_cutoff(cut, None, None, True) is None
+    assert verdict_cutoff(cut, None, None, False) == cut
+    assert verdict_cutoff(None, "complete", stage, False) is None
+
+
 def test_cutoffs_are_now_minus_days_and_null_keeps_forever() -> None:
     """Each cutoff is `now - days` (fractions allowed); an unset kind has no cutoff."""
     found = cutoffs(RetentionConfig(verdicts_days=1.5, dead_letters_days=2), NOW)
@@ -51,11 +68,12 @@ def test_the_tick_task_counts_purged_rows_by_table_and_stops_at_its_budget(tmp_p
         store = await seed(f"sqlite:///{tmp_path / 't.db'}")
         try:
             metrics = Metrics()
-            stopped = RetentionTask(store.engine, CONFIG, configured=CONFIGURED, metrics=metrics,
-                                    clock=lambda: NOW, budget_s=0.0)
+            purger = SqlRetention(store.engine, CONFIG.batch_rows)
+            stopped = RetentionTask(purger, CONFIG, configured=CONFIGURED, metrics=metrics, clock=lambda: NOW,
+                                    budget_s=0.0)
             result = await stopped.run_once()
             assert result is not None and not result.complete and result.tables["verdicts"].rows == 0
-            task = RetentionTask(store.engine, CONFIG, configured=CONFIGURED, metrics=metrics, clock=lambda: NOW)
+            task = RetentionTask(purger, CONFIG, configured=CONFIGURED, metrics=metrics, clock=lambda: NOW)
             result = await task.run_once()
             assert result is not None and result.complete and result.tables["verdicts"].rows == 253
             sample = metrics.registry.get_sample_value
@@ -63,7 +81,7 @@ def test_the_tick_task_counts_purged_rows_by_table_and_stops_at_its_budget(tmp_p
             assert sample("shadowd_retention_purged_rows_total", {"table": "dead_letters"}) == 1
             assert sample("shadowd_retention_purge_seconds_count") == 2
             assert (sample("shadowd_retention_last_success_timestamp_seconds") or 0) > 0
-            off = RetentionTask(store.engine, RetentionConfig(), metrics=metrics)
+            off = RetentionTask(SqlRetention(store.engine), RetentionConfig(), metrics=metrics)
             assert await off.run_once() is None
         finally:
             await store.close()
@@ -77,7 +95,7 @@ def test_a_failing_purge_is_logged_and_never_raises(tmp_path: Path) -> None:
     async def scenario() -> None:
         store = await open_store(f"sqlite:///{tmp_path / 'empty.db'}")
         try:
-            task = RetentionTask(store.engine, CONFIG, clock=lambda: NOW)
+            task = RetentionTask(SqlRetention(store.engine, CONFIG.batch_rows), CONFIG, clock=lambda: NOW)
             assert await task.run_once() is None
         finally:
             await store.close()
@@ -143,3 +161,34 @@ def test_db_purge_on_a_missing_database_is_exit_3(tmp_path: Path) -> None:
     result = run_cli("db", "purge", "--db", f"sqlite:///{tmp_path / 'nope.db'}", "-c", str(config))
     assert result.returncode == 3 and "db upgrade" in result.stderr
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_the_promoter_purges_after_its_tick(tmp_path: Path) -> None:
+    """The promoter loop runs the retention task after each tick while it holds the role (SQLite: always)."""
+    from shadowd.config import load_config
+    from shadowd.promoter import PromoterLoop
+    from shadowd.retention import retention_task
+
+    async def scenario() -> None:
+        store = await seed(f"sqlite:///{tmp_path / 'p.db'}")
+        config_file = tmp_path / "c.yaml"
+        config_file.write_text("retention: {verdicts_days: 30, outputs_days: 7, dead_letters_days: 14}\n")
+        task = retention_task(store.engine, load_config(config_file), Metrics())
+        task.clock = lambda: NOW
+        loop = PromoterLoop(store, (), interval_s=0.05, after_tick=task.run_once)
+        stop = asyncio.Event()
+        running = asyncio.create_task(loop.run(stop))
+        try:
+            for _ in range(600):
+                if task.last is not None:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await running
+            await store.close()
+        assert task.last is not None and task.last.complete
+        # Not configured here, so `pending` is an unknown rollout: its old verdict goes too.
+        assert task.last.tables["verdicts"].rows == 254 and task.last.tables["dead_letters"].rows == 1
+
+    asyncio.run(scenario())
