@@ -187,11 +187,15 @@ def table(result: list[dict[str, Any]]) -> str:
             lines.append(f"{row['row']:<34} not measured: {row['not_measured']}")
             continue
         calls, usd = row["calls_per_compared"], row["usd_per_compared"]
+
+        def cell(value: float | None, width: int, digits: int) -> str:
+            return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
         lines.append(
-            f"{row['row']:<34} {calls['total']:>13.3f} {calls.get('replay', float('nan')):>7.3f} "
-            f"{calls.get('noise_check', float('nan')):>6.3f} {calls.get('grading', float('nan')):>7.3f} "
+            f"{row['row']:<34} {calls['total']:>13.3f} {cell(calls.get('replay'), 7, 3)} "
+            f"{cell(calls.get('noise_check'), 6, 3)} {cell(calls.get('grading'), 7, 3)} "
             f"{usd['total']:>11.6f} {row['calls_per_decision']:>14,.0f} {row['usd_per_decision']:>12.2f} "
-            f"{row.get('usd_per_decision_without_cache', float('nan')):>17.2f}"
+            f"{cell(row.get('usd_per_decision_without_cache'), 17, 2)}"
         )
     return "\n".join(lines)
 

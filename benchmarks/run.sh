@@ -2,9 +2,9 @@
 # The one benchmark command (benchmarks/README.md): starts its own Kafka and PostgreSQL, runs the
 # figures, prints the table and writes benchmarks/results/latest.json.
 #
-#   bash benchmarks/run.sh                          # the five figures (about 7 minutes)
+#   bash benchmarks/run.sh                          # the six figures (about 12 minutes on an idle machine)
 #   bash benchmarks/run.sh comparator queries       # a subset
-#   bash benchmarks/run.sh all                      # the five figures and the py-spy profile
+#   bash benchmarks/run.sh all                      # the six figures, the judge and the py-spy profiles
 #   bash benchmarks/run.sh --quick                  # smaller N everywhere
 #   bash benchmarks/run.sh --reuse-services ...     # use SHADOWD_TEST_KAFKA / SHADOWD_TEST_DATABASE_URL
 #

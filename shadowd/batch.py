@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import anthropic
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
@@ -38,6 +39,7 @@ _RETRY_MAX_S = 60.0
 # checked at most once per FORGET_EVERY_S.
 KEEP_ENDED = timedelta(days=30)
 FORGET_EVERY_S = 3600.0
+_RESULT_KINDS = frozenset({"succeeded", "errored", "expired", "canceled", "missing"})
 
 
 class BatchLedger(Protocol):
@@ -103,6 +105,18 @@ class BatchCall:
     offset: int | None = None
 
 
+class BatchMetrics:
+    """The Prometheus series of batch mode, in the daemon's registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.in_flight = Gauge("shadowd_batches_in_flight", "Message Batches being polled.", registry=r)
+        self.batches = Counter("shadowd_batches_total", "Message Batches by event (created, resumed, ended, lost).",
+                               ["event"], registry=r)
+        self.results = Counter("shadowd_batch_results_total", "Individual batch results handed to waiting calls "
+                               "(succeeded, errored, expired, canceled, missing).", ["result"], registry=r)
+
+
 class BatchReplayer:
     """Model calls of `replay_mode: batch` rollouts, answered from Message Batches (see the module doc)."""
 
@@ -118,8 +132,10 @@ class BatchReplayer:
         backoff: PollBackoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: BatchMetrics | None = None,
     ) -> None:
         self._client = client
+        self.metrics = metrics or BatchMetrics()
         self._ledger = ledger
         self._profiles = profiles
         self._price_multiplier = price_multiplier
@@ -238,6 +254,7 @@ class BatchReplayer:
                 return
         self.batches_created += 1
         self.requests_submitted += len(items)
+        self.metrics.batches.labels("created").inc()
         cids = {item.custom_id for item in items}
         self._members.setdefault(batch.id, set()).update(cids)
         attempt = 0
@@ -259,6 +276,8 @@ class BatchReplayer:
         self._watching.add(batch_id)
         if resumed:
             self.batches_resumed += 1
+            self.metrics.batches.labels("resumed").inc()
+        self.metrics.in_flight.set(len(self._watching))
         self._spawn(self._poll(batch_id))
 
     async def _poll(self, batch_id: str) -> None:
@@ -290,10 +309,12 @@ class BatchReplayer:
                 self._resolve(cid, None)  # the batch ended without this call's result
             with contextlib.suppress(Exception):
                 await self._ledger.mark(batch_id, "ended", utc_now())
+            self.metrics.batches.labels("ended").inc()
             log.info("batch_ended", batch_id=batch_id, polls=polls)
             await self._forget_old()
         finally:
             self._watching.discard(batch_id)
+            self.metrics.in_flight.set(len(self._watching))
 
     async def _forget_old(self) -> None:
         """Drop long-ended batches from the ledger, at most once per FORGET_EVERY_S."""
@@ -312,6 +333,7 @@ class BatchReplayer:
     async def _lost(self, batch_id: str) -> None:
         """The API does not know the batch (archived, another key): its calls fail; a redelivery resubmits."""
         log.error("batch_lost", batch_id=batch_id)
+        self.metrics.batches.labels("lost").inc()
         with contextlib.suppress(Exception):
             await self._ledger.mark(batch_id, "lost", utc_now())
         lost = {"type": "errored", "error": {"type": "error", "error": {
@@ -322,6 +344,8 @@ class BatchReplayer:
     def _resolve(self, cid: str, result: dict[str, Any] | None) -> None:
         future = self._waiting.pop(cid, None)
         if future is not None and not future.done():
+            kind = result.get("type") if result is not None else "missing"
+            self.metrics.results.labels(kind if kind in _RESULT_KINDS else "other").inc()
             future.set_result(result)
         for members in self._members.values():
             members.discard(cid)
@@ -353,6 +377,7 @@ def attach_batches(pipeline: Any, config: Any, store: Any, base_url: str | None 
         client, ledger, profiles=config.profiles, price_multiplier=price_multiplier(config.models.batch_discount),
         window_records=settings.window_records, window_s=settings.window_s,
         backoff=PollBackoff(settings.poll_initial_s, settings.poll_max_s),
+        metrics=BatchMetrics(pipeline.metrics.registry),
     )
     pipeline.batches = replayer
     return replayer

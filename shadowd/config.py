@@ -1,4 +1,6 @@
 """The YAML config (SPEC §2) and environment settings, validated once at start-up."""
+# Over 400 lines: the YAML schema (SPEC §2) is one set of pydantic models validated together, with cross-key
+# checks.
 
 from __future__ import annotations
 

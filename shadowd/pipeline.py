@@ -1,4 +1,6 @@
 """Envelope in, verdicts out: the wiring of parse → adapt → replay → compare for one record."""
+# Over 400 lines: one record's path (parse, adapt, replay, compare, grade) reads top to bottom; its parts
+# are in core/ and judge.py/batch.py.
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Pure: the pipeline's grader (shadowd/judge.py) sends what `grading_request` builds through the same
 model client as replays, and turns the answer into a `Grade` with `parse_grade`.
 """
+# Over 400 lines: the judge's request, grade parsing and finding (SPEC §8) share the grade's schema and
+# wording; kept as one contract.
 
 from __future__ import annotations
 

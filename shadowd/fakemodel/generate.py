@@ -1,4 +1,6 @@
 """Replies: the deterministic content a fake model answers a request with, faults applied."""
+# Over 400 lines: every fault the fake model can inject is one small generator; they share the request view
+# and vocabulary.
 
 from __future__ import annotations
 

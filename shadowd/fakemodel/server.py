@@ -1,4 +1,6 @@
 """The fake model's HTTP server: a Messages-API-compatible aiohttp app on loopback."""
+# Over 400 lines: the Messages API surface the fake model serves (messages, streaming, count_tokens, errors)
+# in one aiohttp app.
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """The HTML report of one rollout (SPEC §11): decision first, then the evidence, as one self-contained page."""
+# Over 400 lines: one self-contained HTML page; its sections read top to bottom as the page does.
 
 from __future__ import annotations
 

@@ -206,6 +206,11 @@ async def test_calls_are_gathered_into_windows_and_recorded_before_polling() -> 
             await replayer.close()
         assert server.stats.batches_created == 3 and server.stats.batch_requests == 5
     assert all(side.ok and side.latency_ms is None for side in sides)
+    registry = replayer.metrics.registry
+    assert registry.get_sample_value("shadowd_batch_results_total", {"result": "succeeded"}) == 5.0
+    assert registry.get_sample_value("shadowd_batch_results_total", {"result": "expired"}) is None
+    assert registry.get_sample_value("shadowd_batches_total", {"event": "created"}) == 3.0
+    assert registry.get_sample_value("shadowd_batches_in_flight") == 0.0
     stored = [item for items in ledger.items.values() for item in items]
     assert sorted(item.request_id for item in stored) == [f"req-{i}" for i in range(5)]
     assert all(batch["state"] == "ended" for batch in ledger.batches.values())
