@@ -699,11 +699,15 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
     for table, figures in result.tables.items():
         kept = figures.oldest_kept.isoformat() if figures.oldest_kept else "none"
         limit = "kept forever" if days[table] is None else f"after {days[table]:g} days"
-        what = "emptied" if table == "verdict_outputs" else "deleted"
+        what = ("to empty" if dry_run else "emptied") if table == "verdict_outputs" else \
+            ("to delete" if dry_run else "deleted")
         click.echo(f"  {table:<16} {figures.rows:>10} {what:<8} ({limit}); oldest kept: {kept}")
     if result.protected_verdicts:
-        click.echo(f"  {result.protected_verdicts} older verdicts are kept because their rollout's current stage "
-                   "still decides on them")
+        click.echo(f"  kept although older: {result.protected_verdicts} verdicts of rollouts still deciding on them "
+                   "(an active or paused rollout's current stage, or a configured rollout not yet evaluated)")
+    if dry_run:
+        click.echo(f"counted in {result.elapsed_s:.2f}s; nothing changed")
+        return
     longest = f" ({result.longest_statement})" if result.longest_statement else ""
     click.echo(f"{result.statements} statements in {result.elapsed_s:.2f}s, "
                f"longest {result.longest_statement_s:.3f}s{longest}")
