@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,10 +124,13 @@ def classify_failure(exc: BaseException) -> tuple[int, str]:
     from pydantic import ValidationError
 
     from shadowd.adapters.database_url import DatabaseUrlError
+    from shadowd.adapters.sql_store import SchemaNotReady
     from shadowd.adapters.sql_store.errors import database_failure
 
     if isinstance(exc, CliError):
         return exc.exit_code, str(exc)
+    if isinstance(exc, SchemaNotReady):
+        return EXIT_UNREACHABLE, str(exc)
     if isinstance(exc, DatabaseUrlError):
         return EXIT_USAGE, f"bad database URL (--db / SHADOWD_DATABASE_URL): {exc}"
     if isinstance(exc, ConfigError):
@@ -216,10 +220,10 @@ async def _replay(ctx: Context, config: Config, file: Path, progress: bool | Non
     from shadowd.replay_file import count_records, replay_file
     from shadowd.wiring import open_pipeline
 
-    async with open_pipeline(config, ctx.db_url, base_url=base_url) as (pipeline, writer, store, models):
+    async with open_pipeline(config, ctx.db_url, base_url=base_url) as parts:
+        pipeline, writer, records_in_flight = parts.pipeline, parts.writer, parts.records_in_flight
         for spec in config.rollouts:
-            await store.ensure_rollout(spec.name, spec.baseline, spec.candidate, utc_now())
-        records_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
+            await parts.store.ensure_rollout(spec.name, spec.baseline, spec.candidate, utc_now())
         show = sys.stderr.isatty() if progress is None else progress
         if not show:
             return await replay_file(file, pipeline, writer, records_in_flight=records_in_flight)
@@ -289,16 +293,13 @@ def demo(ctx: Context, count: int, seed: int, behaviours: Path | None, serve_api
 
 
 async def _demo_pages(ctx: Context, db_url: str, config_path: Path, folder: Path) -> list[Path]:
-    from shadowd.adapters.sql_store import open_existing_store
     from shadowd.config import load_config
     from shadowd.pages.site import write_rollout_site
+    from shadowd.wiring import open_query_store
 
     config = load_config(config_path)
-    store = await open_existing_store(db_url)
-    try:
+    async with open_query_store(db_url) as store:
         return [await write_rollout_site(store, spec, config, folder / spec.name) for spec in config.rollouts]
-    finally:
-        await store.close()
 
 
 def _serve_demo(ctx: Context, db_url: str, config_path: Path, http: str, quiet: bool = False) -> None:
@@ -696,11 +697,15 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
     for table, figures in result.tables.items():
         kept = figures.oldest_kept.isoformat() if figures.oldest_kept else "none"
         limit = "kept forever" if days[table] is None else f"after {days[table]:g} days"
-        what = "emptied" if table == "verdict_outputs" else "deleted"
+        what = ("to empty" if dry_run else "emptied") if table == "verdict_outputs" else \
+            ("to delete" if dry_run else "deleted")
         click.echo(f"  {table:<16} {figures.rows:>10} {what:<8} ({limit}); oldest kept: {kept}")
     if result.protected_verdicts:
-        click.echo(f"  {result.protected_verdicts} older verdicts are kept because their rollout's current stage "
-                   "still decides on them")
+        click.echo(f"  kept although older: {result.protected_verdicts} verdicts of rollouts still deciding on them "
+                   "(an active or paused rollout's current stage, or a configured rollout not yet evaluated)")
+    if dry_run:
+        click.echo(f"counted in {result.elapsed_s:.2f}s; nothing changed")
+        return
     longest = f" ({result.longest_statement})" if result.longest_statement else ""
     click.echo(f"{result.statements} statements in {result.elapsed_s:.2f}s, "
                f"longest {result.longest_statement_s:.3f}s{longest}")
@@ -790,27 +795,15 @@ def _tokens_or_exit(ctx: Context) -> Any:
         sys.exit(EXIT_USAGE)
 
 
-class _store:
-    """`async with _store(ctx) as store`: open a database whose schema is at head, close.
+def _store(ctx: Context) -> AbstractAsyncContextManager[Any]:
+    """`async with _store(ctx) as store`: the wiring's store for reads, over a checked URL.
 
-    It never creates or migrates one (SPEC §4): a missing database or schema is exit 3 naming
-    `shadowd db upgrade`; only `run`, `replay`, `demo` and `db upgrade` migrate.
+    It never creates or migrates a database (SPEC §4): a missing database or schema is exit 3 naming
+    `shadowd db upgrade` (see `classify_failure`); only `run`, `replay`, `demo` and `db upgrade` migrate.
     """
+    from shadowd.wiring import open_query_store
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    async def __aenter__(self) -> Any:
-        from shadowd.adapters.sql_store import SchemaNotReady, open_existing_store
-
-        try:
-            self.store = await open_existing_store(checked_db_url(self.ctx.db_url))
-        except SchemaNotReady as exc:
-            raise CliError(str(exc), EXIT_UNREACHABLE) from None
-        return self.store
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.store.close()
+    return open_query_store(checked_db_url(ctx.db_url))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

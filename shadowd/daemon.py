@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
-import socket
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
 
-from shadowd.adapters.kafka import KafkaClientOptionError, make_consumer, make_producer
-from shadowd.adapters.sql_store import DatabaseUrlError, open_store
+from shadowd import wiring
+from shadowd.adapters.kafka import KafkaClientOptionError
+from shadowd.adapters.sql_store import DatabaseUrlError
 from shadowd.auth import TokenRegistry
-from shadowd.batch import attach_batches
 from shadowd.config import Config, Settings
-from shadowd.consumer import MirrorConsumer
-from shadowd.http import ApiState, NotReady, create_app, create_starting_app, start_http
+from shadowd.http import create_app, create_starting_app, start_http
 from shadowd.metrics import Metrics, sample_consumer_lag
-from shadowd.pipeline import ShadowPipeline
-from shadowd.promoter import PromoterLoop
-from shadowd.retention import retention_task
-from shadowd.wiring import model_client
-from shadowd.writer import BatchWriter
 
 log = structlog.get_logger("shadowd.daemon")
 
@@ -80,7 +70,7 @@ async def async_run(
         starting = await start_http(create_starting_app(metrics, lambda: phase["now"]), options.http)
         log.info("http_listening", listen=options.http, phase="starting")
     try:
-        store = await _open_store_when_up(db_url, stop)
+        store = await wiring.open_store_when_up(db_url, stop)
     except BaseException:
         if starting is not None:
             await starting.cleanup()
@@ -90,63 +80,35 @@ async def async_run(
             await starting.cleanup()
         return
     phase["now"] = "connecting to Kafka"
-    models = model_client(config, metrics=metrics)
-    pipeline = ShadowPipeline(config, models, store, metrics)
-    batches = attach_batches(pipeline, config, store)
-    writer = BatchWriter(store, metrics, dead_letter=pipeline.dead_letter)
-    # Records in flight are bounded so that their model calls fit in models.max_concurrency.
-    max_in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
-    consumer = make_consumer(config.kafka, max_records=max_in_flight)
-    producer = make_producer(config.kafka)
-    dlq_producer = make_producer(config.kafka, idempotent=False)
-    mirror = MirrorConsumer(
-        consumer, dlq_producer, pipeline, writer,
-        topic=config.kafka.topic, dlq_topic=config.kafka.dead_letter_topic, max_in_flight=max_in_flight,
-        metrics=metrics,
-    )
+    parts = wiring.daemon_parts(config, store, metrics)
     runner: web.AppRunner | None = None
     background: list[asyncio.Task[None]] = []
     try:
-        await producer.start()
-        await dlq_producer.start()
-        await consumer.start()
-        await writer.start()
-        mirror.subscribe()
-
-        async def publish_decision(decision: dict[str, Any]) -> None:
-            await producer.send_and_wait(
-                config.kafka.decisions_topic, json.dumps(decision).encode(), key=decision["rollout"].encode()
-            )
-
+        await parts.decisions.start()
+        await parts.dead_letter_producer.start()
+        await parts.source.start()
+        await parts.writer.start()
+        parts.mirror.subscribe()
         if starting is not None:
             await starting.cleanup()
             starting = None
         if options.http:
-            state = ApiState(
-                config=config, store=store, metrics=metrics,
-                admin_token=settings.admin_token, read_token=settings.read_token,
-                # Ready means "can answer the API": the database, and verdicts getting stored. Kafka's health
-                # is in the metrics (shadowd_kafka_reachable) and the logs, so a broker outage never
-                # empties the Service.
-                readiness={"database": store.ping, "writer": lambda: _not_stuck(writer.stuck_reason())},
-                publish_decision=publish_decision, tokens=options.tokens or TokenRegistry(),
+            state = wiring.api_state(
+                config, settings, store, metrics, readiness=parts.readiness(), tokens=options.tokens,
+                publish_decision=parts.publish_decision,
             )
             runner = await start_http(create_app(state, open_reads=options.open_reads), options.http)
             log.info("http_listening", listen=options.http, open_reads=options.open_reads,
                      token_names=state.tokens.names())
-        if options.promoter and (config.rollouts or config.retention.enabled):
-            promoter = PromoterLoop(
-                store, config.rollouts, interval_s=options.promoter_interval_s,
-                publish=publish_decision, metrics=metrics,
-                actor=f"gate@{socket.gethostname()}:{os.getpid()}",
-                after_tick=retention_task(store.engine, config, metrics).run_once,
-            )
+        if options.promoter and wiring.wants_promoter(config):
+            promoter = wiring.promoter_loop(store, config, interval_s=options.promoter_interval_s,
+                                            metrics=metrics, publish=parts.publish_decision)
             background.append(asyncio.create_task(promoter.run(stop), name="shadowd-promoter"))
-        background.append(asyncio.create_task(sample_consumer_lag(consumer, metrics, stop), name="shadowd-lag"))
-        log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id, max_in_flight=max_in_flight,
-                 rollouts=[r.name for r in config.rollouts])
-        await mirror.run(stop, options.drain_timeout_s)
-        log.info("stopped", records=mirror.records_done)
+        background.append(asyncio.create_task(sample_consumer_lag(parts.source, metrics, stop), name="shadowd-lag"))
+        log.info("started", topic=config.kafka.topic, group_id=config.kafka.group_id,
+                 max_in_flight=parts.records_in_flight, rollouts=[r.name for r in config.rollouts])
+        await parts.mirror.run(stop, options.drain_timeout_s)
+        log.info("stopped", records=parts.mirror.records_done)
     finally:
         stop.set()
         if starting is not None:
@@ -157,15 +119,15 @@ async def async_run(
         if runner is not None:
             await runner.cleanup()
         with contextlib.suppress(Exception):
-            await consumer.stop()
-        await writer.close()
+            await parts.source.stop()
+        await parts.writer.close()
         with contextlib.suppress(Exception):
-            await producer.stop()
+            await parts.decisions.stop()
         with contextlib.suppress(Exception):
-            await dlq_producer.stop()
-        if batches is not None:
-            await batches.close()
-        await models.close()
+            await parts.dead_letter_producer.stop()
+        if parts.batches is not None:
+            await parts.batches.close()
+        await parts.models.close()
         await store.close()
 
 
@@ -175,33 +137,6 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
         return
     log.info("shutdown_requested", signal=sig.name)
     stop.set()
-
-
-async def _open_store_when_up(db_url: str, stop: asyncio.Event) -> Any:
-    """Start even if the database is still coming up: retry the first connection with backoff."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            return await open_store(db_url, upgrade=True)
-        except DatabaseUrlError:
-            raise
-        except (OSError, ConnectionError) as exc:
-            log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
-        except Exception as exc:
-            if "connect" not in repr(exc).lower():
-                raise
-            log.error("database_unreachable_at_start", error=repr(exc)[:300], retry_in_s=delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, 15.0)
-    return None
-
-
-
-async def _not_stuck(reason: str | None) -> None:
-    """Readiness fails while records cannot get through, even when every dependency answers a ping."""
-    if reason is not None:
-        raise NotReady(reason)
 
 
 __all__ = ["DaemonOptions", "async_run", "run_daemon"]

@@ -10,6 +10,8 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shadowd.ports_kafka import RecordSource
+
 _SIDES = ("baseline", "candidate", "repeat")
 log = structlog.get_logger("shadowd.metrics")
 
@@ -192,16 +194,16 @@ class Metrics:
                 self.ttft.labels(result.model).observe(ttft / 1000)
 
 
-async def sample_consumer_lag(consumer: Any, metrics: Metrics, stop: asyncio.Event, interval_s: float = 15.0) -> None:
+async def sample_consumer_lag(consumer: RecordSource, metrics: Metrics, stop: asyncio.Event, interval_s: float = 15.0) -> None:
     """Until `stop`: per assigned partition, end offset minus the group's committed offset into
     `shadowd_consumer_lag_records`, and whether Kafka answered into `shadowd_kafka_reachable`. Kafka being
     away is logged, never fatal (readiness does not depend on it): the lag keeps its last value."""
     reported: set[tuple[str, str]] = set()
     while not stop.is_set():
         try:
-            assigned = list(consumer.assignment())
+            assigned = sorted(consumer.assignment())
             if not assigned:
-                await consumer.topics()  # a metadata round trip: is the broker there at all?
+                await consumer.probe()  # a metadata round trip: is the broker there at all?
             ends = await consumer.end_offsets(assigned) if assigned else {}
             now: set[tuple[str, str]] = set()
             for tp, end in ends.items():

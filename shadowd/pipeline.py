@@ -23,6 +23,7 @@ from shadowd.core.caching import has_cache_breakpoint
 from shadowd.core.compare import COMPARATOR_VERSION, compare
 from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
+from shadowd.core.in_flight import calls_per_record
 from shadowd.core.judge import apply_grading
 from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
 from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
@@ -89,11 +90,7 @@ class ShadowPipeline:
 
     def max_calls_per_record(self) -> int:
         """Model calls one envelope can cost when every rollout takes it (baselines are shared)."""
-        baselines = {(r.baseline, r.baseline_source, r.noise_check > 0) for r in self.config.rollouts}
-        calls = len(self.config.rollouts) + sum(
-            (source == "replay") + noise_check for _, source, noise_check in baselines
-        )
-        return max(1, calls)
+        return calls_per_record(self.config.rollouts)
 
     async def replay_record(self, record: SourceRecord) -> RecordOutcome:
         outcome = RecordOutcome(record)

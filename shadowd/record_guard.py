@@ -7,6 +7,7 @@ import traceback
 
 import structlog
 
+from shadowd.core.backoff import Backoff
 from shadowd.pipeline import RecordOutcome, ShadowPipeline
 from shadowd.records import SourceRecord
 
@@ -35,7 +36,7 @@ async def replay_when_store_up(pipeline: ShadowPipeline, record: SourceRecord) -
     An error while the store answers is the record's own (the caller dead-letters it); an error while the
     store is down says nothing about the record, and a dead letter then would lose its verdict for good.
     """
-    delay = 0.5
+    backoff = Backoff(0.5, 10.0)
     retried_with_store_up = False
     while True:
         try:
@@ -47,9 +48,9 @@ async def replay_when_store_up(pipeline: ShadowPipeline, record: SourceRecord) -
                 retried_with_store_up = True  # the store may have come back just now: one more try
                 continue
             retried_with_store_up = False
+            delay = backoff.next_delay()
             log.warning("store_unreachable_retrying_record", error=repr(exc)[:300], retry_in_s=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def store_reachable(pipeline: ShadowPipeline) -> bool:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 
 import structlog
 
-from shadowd.adapters.sql_store import open_store
+from shadowd import wiring
 from shadowd.auth import TokenRegistry
 from shadowd.config import Config, Settings
-from shadowd.http import ApiState, create_app, start_http
+from shadowd.http import create_app, start_http
 from shadowd.metrics import Metrics
-from shadowd.promoter import PromoterLoop
-from shadowd.retention import retention_task
 
 log = structlog.get_logger("shadowd.serve")
 
@@ -44,22 +40,16 @@ async def async_serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()
-    store = await open_store(db_url, upgrade=False)
+    store = await wiring.open_serve_store(db_url)
     background: list[asyncio.Task[None]] = []
     runner = None
     try:
-        state = ApiState(
-            config=config, store=store, metrics=metrics,
-            admin_token=settings.admin_token, read_token=settings.read_token,
-            readiness={"database": store.ping}, tokens=tokens or TokenRegistry(),
-        )
+        state = wiring.api_state(config, settings, store, metrics, readiness={"database": store.ping}, tokens=tokens)
         reads_open = is_loopback(listen) if open_reads is None else open_reads
         runner = await start_http(create_app(state, open_reads=reads_open), listen)
         log.info("http_listening", listen=listen, promoter=promoter, kafka=False, open_reads=reads_open)
-        if promoter and (config.rollouts or config.retention.enabled):
-            loop_ = PromoterLoop(store, config.rollouts, interval_s=promoter_interval_s, metrics=metrics,
-                                 actor=f"gate@{socket.gethostname()}:{os.getpid()}",
-                                 after_tick=retention_task(store.engine, config, metrics).run_once)
+        if promoter and wiring.wants_promoter(config):
+            loop_ = wiring.promoter_loop(store, config, interval_s=promoter_interval_s, metrics=metrics)
             background.append(asyncio.create_task(loop_.run(stop), name="shadowd-promoter"))
         if ready is not None:
             ready.set()

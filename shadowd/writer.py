@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from shadowd.clock import utc_now
+from shadowd.core.backoff import Backoff
 from shadowd.metrics import Metrics
 from shadowd.pipeline import RecordOutcome
 from shadowd.ports import StoreRefused, StoreUnavailable, VerdictStore
@@ -51,7 +52,6 @@ class BatchWriter:
         self._dead_letter = dead_letter
         self._queue: asyncio.Queue[tuple[RecordOutcome, asyncio.Future[int]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.inserted = 0
         self.unstorable = 0
         self.healthy = True
         self._failing_since: float | None = None
@@ -99,7 +99,7 @@ class BatchWriter:
             self._metrics.writer_queue.set(self._queue.qsize())
             outcomes = [outcome for outcome, _ in batch]
             try:
-                self.inserted += await self._save_until_stored(
+                await self._save_until_stored(
                     [v for o in outcomes for v in o.verdicts], [o.dead_letter for o in outcomes if o.dead_letter]
                 )
             except StoreRefused as exc:
@@ -114,7 +114,7 @@ class BatchWriter:
         """Write one record's rows by themselves; if the store refuses them, store a dead letter instead."""
         letters = [outcome.dead_letter] if outcome.dead_letter else []
         try:
-            self.inserted += await self._save_until_stored(outcome.verdicts, letters)
+            await self._save_until_stored(outcome.verdicts, letters)
             return
         except StoreRefused as exc:
             refused = exc
@@ -153,9 +153,10 @@ class BatchWriter:
         refused_is_outage: bool = False,
     ) -> int:
         """Save, retrying for as long as the store is unavailable; a refusal is raised to the caller."""
-        delay = self._retry_initial_s
+        backoff = Backoff(self._retry_initial_s, self._retry_max_s)
         unclassified = 0
         while True:
+            delay = backoff.next_delay()
             try:
                 inserted = await self._store.save(verdicts, letters)
             except StoreRefused as exc:
@@ -178,7 +179,6 @@ class BatchWriter:
                 self._recovered(verdicts)
                 return inserted
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._retry_max_s)
 
     def _failed(
         self, exc: Exception, delay: float, verdicts: Sequence[VerdictRecord], letters: Sequence[DeadLetter],

@@ -23,6 +23,7 @@ import structlog
 
 from shadowd.clock import utc_now
 from shadowd.core.adaptation import ReplayRequest
+from shadowd.core.backoff import exponential_delay
 from shadowd.core.limiter import AdaptiveLimit, parse_quotas
 from shadowd.core.profiles import ModelProfile
 from shadowd.core.results import Failure, SideResult, Usage
@@ -63,7 +64,7 @@ class RetryPolicy:
     def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None and retry_after_s > 0:
             return retry_after_s + self._jitter(0, min(1.0, retry_after_s * 0.25))
-        return self._jitter(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+        return self._jitter(0, exponential_delay(attempt, self.base_delay_s, self.max_delay_s))
 
 
 class CallPermits:

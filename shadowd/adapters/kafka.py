@@ -1,21 +1,34 @@
-"""aiokafka consumer and producer built from `kafka:` config; client options pass through, secrets from the environment."""
+"""The Kafka ports over aiokafka: consumer and producer built from `kafka:` config (client options pass
+through, secrets from the environment), and the record source and publisher the consumer uses."""
 
 from __future__ import annotations
 
 import inspect
 import os
 import ssl
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as KafkaTopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.helpers import create_ssl_context
 
 from shadowd.config import KafkaConfig
 from shadowd.core.envelope import MAX_ENVELOPE_BYTES
 from shadowd.credentials import is_secret_key
 from shadowd.logging import register_secrets
+from shadowd.ports_kafka import (
+    CommitFailed,
+    KafkaUnavailable,
+    OnAssigned,
+    OnRevoked,
+    RecordTooLarge,
+    SourceMessage,
+    TopicPartition,
+)
 
 # Room for the record's key, headers and batch framing on top of an envelope-sized value.
 _RECORD_OVERHEAD_BYTES = 64 * 1024
@@ -151,4 +164,98 @@ def make_producer(kafka: KafkaConfig, *, idempotent: bool = True) -> AIOKafkaPro
     return AIOKafkaProducer(**options)
 
 
-__all__ = ["ConsumerRebalanceListener", "KafkaClientOptionError", "client_options", "make_consumer", "make_producer"]
+class KafkaRecordSource:
+    """RecordSource over an AIOKafkaConsumer (see `make_consumer`)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    def subscribe(self, topic: str, on_revoked: OnRevoked, on_assigned: OnAssigned) -> None:
+        self.consumer.subscribe([topic], listener=_RebalanceListener(on_revoked, on_assigned))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.consumer.pause(*(KafkaTopicPartition(*tp) for tp in partitions))
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.consumer.resume(*(KafkaTopicPartition(*tp) for tp in partitions))
+
+    async def fetch(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[SourceMessage]]:
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {
+            TopicPartition(tp.topic, tp.partition): [
+                SourceMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages
+            ]
+            for tp, messages in batch.items()
+        }
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        try:
+            await self.consumer.commit({KafkaTopicPartition(*tp): offset for tp, offset in offsets.items()})
+        except (CommitFailedError, KafkaError) as exc:
+            raise CommitFailed(repr(exc)) from exc
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        ends = await self.consumer.end_offsets([KafkaTopicPartition(*tp) for tp in partitions])
+        return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        offset = await self.consumer.committed(KafkaTopicPartition(*partition))
+        return None if offset is None else int(offset)
+
+    async def probe(self) -> None:
+        await self.consumer.topics()
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: OnRevoked, on_assigned: OnAssigned) -> None:
+        self.on_revoked = on_revoked
+        self.on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: set[KafkaTopicPartition]) -> None:
+        await self.on_revoked({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[KafkaTopicPartition]) -> None:
+        self.on_assigned({TopicPartition(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaRecordPublisher:
+    """RecordPublisher over an AIOKafkaProducer (see `make_producer`)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def publish(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        try:
+            await self.producer.send_and_wait(topic, value=value, key=key, headers=list(headers) or None)
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            raise RecordTooLarge(repr(exc)) from exc
+        except KafkaError as exc:
+            raise KafkaUnavailable(repr(exc)) from exc
+
+
+__all__ = [
+    "ConsumerRebalanceListener",
+    "KafkaClientOptionError",
+    "KafkaRecordPublisher",
+    "KafkaRecordSource",
+    "client_options",
+    "make_consumer",
+    "make_producer",
+]

@@ -54,8 +54,8 @@ async def run_demo(
                     out.write(json.dumps(envelope) + "\n")
                 for line in MALFORMED_LINES:
                     out.write(line.decode() + "\n")
-            async with open_pipeline(config, db_url, base_url=server.base_url) as (pipeline, writer, store, _):
-                in_flight = max(1, config.models.max_concurrency // pipeline.max_calls_per_record())
+            async with open_pipeline(config, db_url, base_url=server.base_url) as parts:
+                pipeline, writer, store, in_flight = parts.pipeline, parts.writer, parts.store, parts.records_in_flight
                 if progress:
                     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

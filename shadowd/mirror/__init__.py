@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, overload
 
+from shadowd.adapters.kafka_sink import KafkaSink
 from shadowd.mirror.assemble import SCHEMA, assemble_stream, sampled_in
 from shadowd.mirror.clients import CURRENT_TAGS, MirroredAnthropic, MirroredAsyncAnthropic, Tags, _Call
-from shadowd.mirror.publisher import DROP_REASONS, KafkaSink, MemorySink, MirrorStats, Publisher, Redact, Sink
+from shadowd.mirror.publisher import DROP_REASONS, MemorySink, MirrorStats, Publisher, Redact, Sink
 
 
 class Mirror:

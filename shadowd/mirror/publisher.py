@@ -1,8 +1,8 @@
 """The mirror's publisher: a bounded hand-off from the call path to a Kafka producer on its own thread.
 
 The call path only appends to a bounded deque under a lock (or counts a drop); a daemon thread
-runs its own event loop with an aiokafka producer, so neither encoding nor the Kafka client's
-reconnects ever run on the application's thread or event loop.
+runs its own event loop with a sink (the Kafka one is shadowd.adapters.kafka_sink), so neither
+encoding nor the Kafka client's reconnects ever run on the application's thread or event loop.
 """
 # Over 400 lines: the publisher's thread, queue, drop accounting and Kafka sink must change together to stay
 # lossless-or-counted.
@@ -17,13 +17,13 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from aiokafka import AIOKafkaProducer
 
+from shadowd.core.backoff import Backoff
 from shadowd.mirror.assemble import (
     Unserializable,
     assemble_stream,
@@ -90,32 +90,6 @@ class Sink(Protocol):
     async def start(self) -> None: ...
     async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]: ...
     async def stop(self) -> None: ...
-
-
-class KafkaSink:
-    """The real sink: an aiokafka producer (acks=1, a short linger, a 10 s request timeout)."""
-
-    def __init__(self, bootstrap_servers: str, topic: str, options: Mapping[str, Any] | None = None) -> None:
-        self.topic = topic
-        self._producer = AIOKafkaProducer(**{
-            "bootstrap_servers": bootstrap_servers,
-            "acks": 1,
-            "linger_ms": 10,
-            "request_timeout_ms": 10_000,
-            "retry_backoff_ms": 200,
-            "max_request_size": 4 * 1024 * 1024 + 65536,
-            **(options or {}),
-        })
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await self._producer.send(self.topic, value, key=key)
-        return future
-
-    async def stop(self) -> None:
-        await self._producer.stop()
 
 
 class MemorySink:
@@ -268,7 +242,7 @@ class Publisher:
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
         producer: Sink | None = None
-        backoff = 0.2
+        reconnect = Backoff(0.2, self._reconnect_max_s)
         try:
             while True:
                 if producer is None:
@@ -276,10 +250,9 @@ class Publisher:
                     if producer is None:
                         if self._past_deadline():
                             return
-                        await self._sleep_or_wake(backoff)
-                        backoff = min(backoff * 2, self._reconnect_max_s)
+                        await self._sleep_or_wake(reconnect.next_delay())
                         continue
-                    backoff = 0.2
+                    reconnect.reset()
                 batch = self._take()
                 if not batch:
                     if self._closing:

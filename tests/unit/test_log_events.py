@@ -17,6 +17,8 @@ from shadowd.fakemodel import parse_behaviours, start_fake_model
 from shadowd.pipeline import ShadowPipeline
 from shadowd.record_guard import replay_or_dead_letter
 from shadowd.records import SourceRecord
+from tests.unit.test_consumer import envelope as consumer_envelope
+from tests.unit.test_consumer import rig_factory, until  # noqa: F401  (rig_factory is a fixture)
 
 CLEAN = {"latency_ms": 0, "nondeterminism": 0.0, "faults": {}}
 ROLLOUTS = """  - name: opus-47
@@ -117,3 +119,22 @@ async def test_dead_letter_event_names_the_record(pipeline: ShadowPipeline, valu
     assert (entry["partition"], entry["offset"], entry["source"]) == (5, 9001, "mirror")
     assert events(logs, "verdict") == []
 
+
+
+async def test_consumer_logs_one_event_per_record_with_its_partition_and_offset(rig_factory: Any) -> None:  # noqa: F811
+    """Through MirrorConsumer over the Kafka twin: a `verdict` per good record and a `dead_letter` for a bad
+    one, each with the partition and offset the record was read from."""
+    rig = await rig_factory()
+    rig.source.append(consumer_envelope("req-a"), partition=0, key=b"a")
+    rig.source.append(consumer_envelope("req-b"), partition=1, key=b"b")
+    rig.source.append(b"{not json", partition=1, key=b"bad")
+    with capture_logs() as logs:
+        rig.start()
+        await until(lambda: rig.consumer.records_done == 3 and rig.all_committed(), "every record committed")
+        await rig.finish()
+    verdicts = {entry["request_id"]: entry for entry in events(logs, "verdict")}
+    assert {key: (e["rollout"], e["partition"], e["offset"]) for key, e in verdicts.items()} == {
+        "req-a": ("r", 0, 0), "req-b": ("r", 1, 0)
+    }
+    (letter,) = events(logs, "dead_letter")
+    assert (letter["reason"], letter["partition"], letter["offset"], letter["source"]) == ("invalid_json", 1, 1, "mirror")
