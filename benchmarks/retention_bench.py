@@ -258,7 +258,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         store = await open_store(db_url)
         try:
             log("retention: dry run")
-            dry = await purge(store.engine, config, now, dry_run=True)
+            dry = await purge(store, config, now, dry_run=True)
             result["dry_run"] = dry.to_dict()
 
             writer = Writer(store)
@@ -271,7 +271,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sampling = asyncio.create_task(sampler.run())
             log("retention: purging while the writer writes")
             started = time.perf_counter()
-            done = await purge(store.engine, config, now)
+            done = await purge(store, config, now)
             purge_s = time.perf_counter() - started
             during = writer.figures()
             stop.set()

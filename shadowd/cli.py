@@ -1,4 +1,6 @@
 """The `shadowd` command line (SPEC §4): builds settings, config and adapters, then hands them down."""
+# Over 400 lines: the whole command set of SPEC §4 (arguments, exit codes, text and JSON output) in one
+# click group; the adapters come from shadowd/wiring.py and the rendering from shadowd/render.py.
 
 from __future__ import annotations
 
@@ -676,7 +678,7 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
 
     async def run() -> Any:
         async with _store(ctx) as store:
-            return await purge(store.engine, retention, utc_now(), configured=[r.name for r in config.rollouts],
+            return await purge(store, retention, utc_now(), configured=[r.name for r in config.rollouts],
                                dry_run=dry_run)
 
     if not retention.enabled:

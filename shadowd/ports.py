@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.results import SideResult
+from shadowd.core.retention import Cutoffs, PurgeResult
 from shadowd.core.spend import Spend
 from shadowd.core.tally import ModelCalls, RolloutTotals
 from shadowd.records import DeadLetter, VerdictRecord
@@ -197,6 +198,28 @@ class Leadership(Protocol):
     async def release(self) -> None: ...
 
 
+class RetentionStore(Protocol):
+    """The purge of what retention.* allows (docs/RETENTION.md)."""
+
+    async def purge(
+        self,
+        cutoffs: Cutoffs,
+        *,
+        configured: Collection[str] = (),
+        dry_run: bool = False,
+        deadline: float | None = None,
+    ) -> PurgeResult:
+        """Purge (or with `dry_run` only count) what the cutoffs allow, stopping between statements once
+        time.monotonic() passes `deadline`; `configured` rollouts without a state row keep all verdicts."""
+        ...
+
+
+class RetentionSource(Protocol):
+    def retention(self, batch_rows: int) -> RetentionStore:
+        """The store's purge, deleting at most `batch_rows` rows per statement."""
+        ...
+
+
 class Store(VerdictStore, RolloutStore, DeadLetterStore, StoreAdmin, Protocol):
     """The whole store: the SQL adapter and its in-memory twin both implement it."""
 
@@ -208,6 +231,8 @@ __all__ = [
     "DeadLetterStore",
     "Leadership",
     "ModelClient",
+    "RetentionSource",
+    "RetentionStore",
     "RolloutStore",
     "Store",
     "StoreAdmin",

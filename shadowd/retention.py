@@ -7,19 +7,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
-from shadowd.adapters.sql_retention import SqlRetention
 from shadowd.clock import utc_now
 from shadowd.core.retention import Cutoffs, PurgeResult
 from shadowd.metrics import Metrics
+from shadowd.ports import RetentionSource, RetentionStore
 from shadowd.retention_config import RetentionConfig
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from shadowd.config import Config
 
 log = structlog.get_logger("shadowd.retention")
@@ -44,7 +42,7 @@ def cutoffs(config: RetentionConfig, now: datetime) -> Cutoffs:
 
 
 async def purge(
-    engine: AsyncEngine,
+    store: RetentionSource,
     config: RetentionConfig,
     now: datetime,
     *,
@@ -53,24 +51,7 @@ async def purge(
     deadline: float | None = None,
 ) -> PurgeResult:
     """One purge (or dry run) under `config` at `now`."""
-    retention = SqlRetention(engine, batch_rows=config.batch_rows)
-    return await retention.purge(cutoffs(config, now), configured=configured, dry_run=dry_run, deadline=deadline)
-
-
-class RetentionStore(Protocol):
-    """The store's retention port: shadowd.adapters.sql_retention.SqlRetention on SQL."""
-
-    async def purge(
-        self,
-        cutoffs: Cutoffs,
-        *,
-        configured: Collection[str] = (),
-        dry_run: bool = False,
-        deadline: float | None = None,
-    ) -> PurgeResult:
-        """Purge (or with `dry_run` only count) what the cutoffs allow, stopping between statements once
-        time.monotonic() passes `deadline`; `configured` rollouts without a state row keep all verdicts."""
-        ...
+    return await store.retention(config.batch_rows).purge(cutoffs(config, now), configured=configured, dry_run=dry_run, deadline=deadline)
 
 
 class RetentionTask:
@@ -126,7 +107,7 @@ class RetentionTask:
         return result
 
 
-def retention_task(engine: AsyncEngine, config: Config, metrics: Metrics | None = None) -> RetentionTask:
+def retention_task(store: RetentionSource, config: Config, metrics: Metrics | None = None) -> RetentionTask:
     """The purge for the promoter of a process running `config` (the configured rollouts are protected)."""
-    return RetentionTask(SqlRetention(engine, config.retention.batch_rows), config.retention,
+    return RetentionTask(store.retention(config.retention.batch_rows), config.retention,
                          configured=[r.name for r in config.rollouts], metrics=metrics)

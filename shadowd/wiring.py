@@ -170,7 +170,7 @@ def promoter_loop(
     return PromoterLoop(
         store, config.rollouts, interval_s=interval_s, publish=publish, metrics=metrics,
         actor=f"gate@{socket.gethostname()}:{os.getpid()}",
-        after_tick=retention_task(store.engine, config, metrics).run_once,
+        after_tick=retention_task(store, config, metrics).run_once,
     )
 
 

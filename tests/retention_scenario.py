@@ -143,7 +143,7 @@ async def check_purge_keeps_the_boundaries_and_the_gate(url: str) -> None:
         before_documents = await snapshot(store)
         assert await request_ids(store) == KEPT | PURGED
 
-        dry = await purge(store.engine, CONFIG, NOW, configured=CONFIGURED, dry_run=True)
+        dry = await purge(store, CONFIG, NOW, configured=CONFIGURED, dry_run=True)
         assert await counts(store) == before_counts and await snapshot(store) == before_documents
         assert dry.tables["verdicts"].rows == len(PURGED)
         assert dry.tables["findings"].rows == 1 + 1 + 250  # the purged regressions' findings
@@ -153,7 +153,7 @@ async def check_purge_keeps_the_boundaries_and_the_gate(url: str) -> None:
         assert dry.tables["verdicts"].oldest_kept == NOW - 60 * DAY  # pending-60d
         assert dry.tables["dead_letters"].oldest_kept == NOW - 14 * DAY
 
-        done = await purge(store.engine, CONFIG, NOW, configured=CONFIGURED)
+        done = await purge(store, CONFIG, NOW, configured=CONFIGURED)
         assert done.complete
         assert {t: f.rows for t, f in done.tables.items()} == {t: f.rows for t, f in dry.tables.items()}
         assert {t: f.oldest_kept for t, f in done.tables.items()} == \
@@ -193,7 +193,7 @@ async def check_purge_keeps_the_boundaries_and_the_gate(url: str) -> None:
         assert await gate_state(store) == before_gate
 
         # A second purge finds nothing, and reads no verdict twice for outputs.
-        again = await purge(store.engine, CONFIG, NOW, configured=CONFIGURED)
+        again = await purge(store, CONFIG, NOW, configured=CONFIGURED)
         assert all(f.rows == 0 for f in again.tables.values())
     finally:
         await store.close()
@@ -208,11 +208,11 @@ async def check_unrolled_verdicts_wait_for_the_roll_up(url: str) -> None:
             await connection.execute(
                 verdicts.insert(), [verdict_row(verdict("orphan", "old-pending", NOW - 90 * DAY, Status.REGRESSION))]
             )
-        first = await purge(store.engine, CONFIG, NOW)
+        first = await purge(store, CONFIG, NOW)
         assert first.tables["verdicts"].rows == 0 and await request_ids(store) == {"old-pending"}
         assert await store.roll_up() == 1  # the promoter's tick folds it
         figures = verdict_figures(await store.rollout_totals("orphan"))
-        second = await purge(store.engine, CONFIG, NOW)
+        second = await purge(store, CONFIG, NOW)
         assert second.tables["verdicts"].rows == 1 and await request_ids(store) == set()
         assert verdict_figures(await store.rollout_totals("orphan")).candidate_regressions == \
             figures.candidate_regressions == 1

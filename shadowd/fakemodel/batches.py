@@ -21,6 +21,7 @@ from aiohttp import web
 from shadowd.fakemodel.api_rules import ApiError, check_headers, check_request, invalid
 from shadowd.fakemodel.behaviours import Behaviours
 from shadowd.fakemodel.digest import unit
+from shadowd.fakemodel.replies import reply_for
 from shadowd.fakemodel.request_view import view_request
 
 if TYPE_CHECKING:
@@ -143,8 +144,6 @@ class BatchesEndpoint:
 
     def _answer(self, params: dict[str, Any]) -> dict[str, Any]:
         """One request's individual result, decided as the live endpoint would answer it."""
-        from shadowd.fakemodel.server import reply_for
-
         behaviours = self._behaviours
         if params.get("stream") is True:
             return _errored(invalid("stream: streaming is not supported for requests in a batch"))

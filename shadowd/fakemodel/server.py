@@ -19,16 +19,11 @@ import structlog
 from aiohttp import web
 
 from shadowd.fakemodel.api_rules import ApiError, check_headers, check_request, invalid
+from shadowd.fakemodel.batches import BatchesEndpoint
 from shadowd.fakemodel.behaviours import Behaviours
-from shadowd.fakemodel.generate import (
-    WRONG_ANSWER_MARKER,
-    Reply,
-    answer_under_grading,
-    generate_reply,
-    grade_reply,
-    is_grading_request,
-)
+from shadowd.fakemodel.generate import Reply, generate_reply
 from shadowd.fakemodel.prompt_cache import PromptCache
+from shadowd.fakemodel.replies import reply_for
 from shadowd.fakemodel.request_view import RequestView, view_request
 
 BACKLOG = 4096
@@ -112,8 +107,6 @@ async def start_fake_model(
     app.router.add_post("/v1/messages/count_tokens", endpoint.count_tokens)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/stats", endpoint.stats_json)
-    from shadowd.fakemodel.batches import BatchesEndpoint
-
     BatchesEndpoint(behaviours, stats, _random_id).register(app)
     runner = web.AppRunner(
         app,
@@ -383,17 +376,6 @@ class _MessagesEndpoint:
             del self._attempts[next(iter(self._attempts))]  # forget the oldest request
         self._attempts[key] = attempts + 1
         return attempts == 0
-
-
-def reply_for(behaviours: Behaviours, model: str, view: RequestView, content_fault: str | None) -> Reply:
-    """The answer `model` gives to `view` under the behaviours (live calls and batch requests alike)."""
-    if is_grading_request(view):
-        # The judge sees only the prompt: whether the answer is wrong comes from its own text.
-        wrong = WRONG_ANSWER_MARKER in answer_under_grading(view)
-        return grade_reply(view, *behaviours.grade_plan(model, view, wrong))
-    salt = random.getrandbits(62) | 1 if behaviours.is_nondeterministic(model, view) else 0
-    noisy = behaviours.behaviour_for(model).noisy_fields
-    return generate_reply(view, content_fault, salt, noisy, random.getrandbits(62) | 1 if noisy else 0)
 
 
 async def _sleep(seconds: float) -> None:

@@ -63,7 +63,7 @@ async def test_writer_inserts_go_on_while_a_purge_deletes_in_batches(fresh_datab
 
         writing = asyncio.create_task(writer())
         await asyncio.sleep(0.2)
-        result = await purge(store.engine, config, datetime.now(UTC))
+        result = await purge(store, config, datetime.now(UTC))
         done.set()
         await writing
         assert result.complete and result.tables["verdicts"].rows == 20_000

@@ -173,7 +173,7 @@ def test_the_promoter_purges_after_its_tick(tmp_path: Path) -> None:
         store = await seed(f"sqlite:///{tmp_path / 'p.db'}")
         config_file = tmp_path / "c.yaml"
         config_file.write_text("retention: {verdicts_days: 30, outputs_days: 7, dead_letters_days: 14}\n")
-        task = retention_task(store.engine, load_config(config_file), Metrics())
+        task = retention_task(store, load_config(config_file), Metrics())
         task.clock = lambda: NOW
         loop = PromoterLoop(store, (), interval_s=0.05, after_tick=task.run_once)
         stop = asyncio.Event()

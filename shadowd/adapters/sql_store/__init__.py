@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shadowd.adapters.database_url import DatabaseUrlError, normalise_url
+from shadowd.adapters.sql_retention import SqlRetention
 from shadowd.adapters.sql_store.dead_letters import DeadLetterRecords
 from shadowd.adapters.sql_store.engine import (
     SchemaNotReady,
@@ -39,6 +40,9 @@ class SqlVerdictStore(VerdictWrites, VerdictReads, RolloutRecords, DeadLetterRec
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    def retention(self, batch_rows: int) -> SqlRetention:
+        return SqlRetention(self.engine, batch_rows=batch_rows)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
