@@ -256,6 +256,19 @@ class RolloutReport:
         return rate(self.counts.get("regression", 0), self.compared)
 
     @property
+    def noise_rate(self) -> float | None:
+        return rate(self.counts.get("noise", 0), self.compared)
+
+    @property
+    def baseline_noise_rate(self) -> float | None:
+        return rate(self.figures.baseline_noise_regressions, self.compared)
+
+    @property
+    def rolled_back(self) -> bool:
+        """Rolled back, or the gate says so now."""
+        return self.state == "rolled_back" or self.decision == "rollback"
+
+    @property
     def latency_judged(self) -> bool:
         """False for replay_mode: batch, where latency is the batch's, not the model's (shown "not judged")."""
         return self.gate_config_latency_judged
@@ -289,9 +302,9 @@ class RolloutReport:
             "regression_rate": self.regression_rate,
             "regression_rate_ci": list(wilson_interval(counts.get("regression", 0), compared, level)),
             "confidence": level,
-            "noise_rate": rate(counts.get("noise", 0), compared),
+            "noise_rate": self.noise_rate,
             "errors_by_reason": dict(self.errors_by_reason),
-            "baseline_noise_rate": rate(f.baseline_noise_regressions, compared),
+            "baseline_noise_rate": self.baseline_noise_rate,
             "baseline_noise_rate_ci": list(wilson_interval(f.baseline_noise_regressions, compared, level)),
             "by_code": {code: entry.to_wire() for code, entry in self.by_code.items()},
             "examples": {code: list(ids) for code, ids in self.examples.items()},

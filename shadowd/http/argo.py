@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from shadowd.core.rollout import RolloutSpec
+from shadowd.core.rollout_report import RolloutReport
 from shadowd.http.contracts import AnalysisVerdict, analysis_verdict, controller_report, stale_note, with_age
 from shadowd.http.errors import DATABASE_UNAVAILABLE, BadParameter, json_response, known_names
 from shadowd.http.params import configured_names, is_count
@@ -103,7 +104,7 @@ def analysis_query(query: Mapping[str, str], spec: RolloutSpec) -> tuple[int | N
 
 
 def _analysis_body(
-    name: str, verdict: AnalysisVerdict, reason: str, report: dict[str, Any] | None = None
+    name: str, verdict: AnalysisVerdict, reason: str, report: RolloutReport | None = None
 ) -> dict[str, Any]:
     if report is None:
         return {
@@ -118,26 +119,26 @@ def _analysis_body(
             "stage": None,
             "reasons": [],
         }
-    rate = report["regression_rate"]
+    rate = report.regression_rate
     return {
         "verdict": verdict,
         # 1 − regression rate over compared verdicts; 0.0 while nothing is compared, so a score
         # threshold never passes on no evidence. The verdict, not the score, carries the gate.
         "score": 1.0 - rate if rate is not None else 0.0,
-        "canary_percent": report["canary_percent"],
+        "canary_percent": report.canary_percent,
         "reason": reason,
         "metrics": analysis_metrics(report),
         "rollout": name,
-        "decision": report["decision"],
-        "state": report["state"],
-        "stage": report["stage"],
-        "reasons": report["reasons"],
+        "decision": report.decision,
+        "state": report.state,
+        "stage": report.stage,
+        "reasons": list(report.reasons),
     }
 
 
-def analysis_metrics(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+def analysis_metrics(report: RolloutReport) -> list[dict[str, Any]]:
     """The figures the gate decided on, each with its limit and whether it is within it."""
-    figures = report["gate_figures"]
+    figures = report.gate.figures
 
     def entry(name: str, value: Any, limit: Any = None, within: bool | None = None) -> dict[str, Any]:
         return {"name": name, "value": value, "limit": limit, "ok": within}
@@ -145,12 +146,12 @@ def analysis_metrics(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     def at_most(value: float | None, limit: float) -> bool | None:
         return None if value is None else value <= limit
 
-    samples, stage_samples, minimum = report["compared"], report["stage_samples"], figures.get("min_samples")
-    upper = figures.get("rate_increase_upper")
-    tolerance = figures.get("max_regression_rate_increase")
+    samples, stage_samples, minimum = report.compared, report.figures.stage_samples, figures.min_samples
+    upper = figures.rate_increase_upper
+    tolerance = figures.max_regression_rate_increase
     return [
-        entry("regression_rate", report["regression_rate"]),
-        entry("baseline_noise_rate", report["baseline_noise_rate"]),
+        entry("regression_rate", report.regression_rate),
+        entry("baseline_noise_rate", report.baseline_noise_rate),
         entry(
             "regression_rate_increase_upper",
             upper,
@@ -159,15 +160,15 @@ def analysis_metrics(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         ),
         entry(
             "latency_p95_ratio",
-            report["latency_p95_ratio"],
-            figures.get("max_latency_p95_ratio"),
-            at_most(report["latency_p95_ratio"], figures.get("max_latency_p95_ratio") or float("inf")),
+            report.latency_p95_ratio,
+            figures.max_latency_p95_ratio,
+            at_most(report.latency_p95_ratio, figures.max_latency_p95_ratio or float("inf")),
         ),
         entry(
             "cost_ratio",
-            report["cost_usd"]["ratio"],
-            figures.get("max_cost_ratio"),
-            at_most(report["cost_usd"]["ratio"], figures.get("max_cost_ratio") or float("inf")),
+            report.cost_usd.ratio,
+            figures.max_cost_ratio,
+            at_most(report.cost_usd.ratio, figures.max_cost_ratio or float("inf")),
         ),
         entry("compared_verdicts", samples, minimum, samples >= minimum if minimum is not None else None),
         entry(

@@ -8,21 +8,21 @@ Argo's analysis, Flagger's webhooks and the Prometheus-compatible query all answ
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from shadowd.core.rollout import RolloutSpec
+from shadowd.core.rollout_report import RolloutReport
 from shadowd.http.state import ApiState
-from shadowd.report import build_report
+from shadowd.report import read_report
 
 AnalysisVerdict = Literal["pass", "fail", "continue"]
 
 
-async def controller_report(state: ApiState, spec: RolloutSpec) -> tuple[dict[str, Any], float | None]:
+async def controller_report(state: ApiState, spec: RolloutSpec) -> tuple[RolloutReport, float | None]:
     """(report, None) read now, or (the last report read, its age in seconds) when the database cannot be
     read and that report is at most `last_report_max_age_s` old. Raises what the read raised otherwise."""
     try:
-        report = await build_report(state.store, spec)
+        report = await read_report(state.store, spec)
     except Exception:
         last = state.last_reports.get(spec.name)
         if last is not None and time.monotonic() - last[0] <= state.last_report_max_age_s:
@@ -43,33 +43,28 @@ def with_age(body: dict[str, Any], age_s: float | None) -> dict[str, Any]:
     return body
 
 
-def rolled_back(report: Mapping[str, Any]) -> bool:
-    return bool(report["state"] == "rolled_back" or report["decision"] == "rollback")
+def _first_reason(report: RolloutReport) -> str:
+    return report.reasons[0] if report.reasons else "no reason recorded"
 
 
-def _first_reason(report: Mapping[str, Any]) -> str:
-    reasons = report["reasons"]
-    return str(reasons[0]) if reasons else "no reason recorded"
-
-
-def _approved(report: Mapping[str, Any]) -> tuple[int, int]:
+def _approved(report: RolloutReport) -> tuple[int, int]:
     """(stage number, canary percent) shadowd approves now: the promotion target while it says promote."""
-    if report["decision"] == "promote":
-        index = int(report["gate_figures"].get("next_stage_index", report["stage_index"]))
-        return index + 1, int(report["stages"][index])
-    return int(report["stage"]), int(report["canary_percent"])
+    if report.decision == "promote":
+        index = report.gate.figures.next_stage_index
+        return index + 1, report.stages[index]
+    return report.stage, report.canary_percent
 
 
 def analysis_verdict(
-    report: Mapping[str, Any], want_percent: int | None = None, want_stage: int | None = None
+    report: RolloutReport, want_percent: int | None = None, want_stage: int | None = None
 ) -> tuple[AnalysisVerdict, str]:
     """The Argo measurement: rollback fails; complete and promote pass; paused and hold continue.
 
     With `canary_percent=N` or `stage=N`, the question becomes "may the canary serve N% (be at stage N)?":
     pass once shadowd's approved stage covers it (its current stage, or its promotion target).
     """
-    decision, phase = report["decision"], report["state"]
-    if rolled_back(report):
+    decision, phase = report.decision, report.state
+    if report.rolled_back:
         return "fail", f"rollback: {_first_reason(report)}"
     if phase == "paused":
         return "continue", "paused by an operator: keep measuring until it is resumed"
@@ -90,7 +85,7 @@ def analysis_verdict(
     return "pass", f"{decision}: shadowd approves stage {stage} ({percent}%)"
 
 
-def flagger_gate_verdict(hook: str, report: Mapping[str, Any], weight: int | None = None) -> tuple[bool, str]:
+def flagger_gate_verdict(hook: str, report: RolloutReport, weight: int | None = None) -> tuple[bool, str]:
     """Whether a Flagger gate hook passes, and why.
 
     pre-rollout and confirm-rollout pass unless the rollout is rolled back; rollout passes unless the gate
@@ -98,8 +93,8 @@ def flagger_gate_verdict(hook: str, report: Mapping[str, Any], weight: int | Non
     when shadowd's approved stage covers that weight and it is not paused); confirm-promotion passes
     only when complete, or when the gate promotes to the last stage.
     """
-    decision, phase = report["decision"], report["state"]
-    if rolled_back(report):
+    decision, phase = report.decision, report.state
+    if report.rolled_back:
         return False, f"shadowd says rollback: {_first_reason(report)}"
     if hook in ("pre-rollout", "confirm-rollout", "rollout"):
         return True, f"shadowd's gate says {decision}; no rollback"
@@ -121,18 +116,18 @@ def flagger_gate_verdict(hook: str, report: Mapping[str, Any], weight: int | Non
     # confirm-promotion
     if complete:
         return True, "shadowd's rollout is complete"
-    last = len(report["stages"]) - 1
-    if decision == "promote" and int(report["gate_figures"].get("next_stage_index", -1)) >= last:
-        return True, f"shadowd promotes to its last stage ({report['stages'][last]}%)"
+    last = len(report.stages) - 1
+    if decision == "promote" and report.gate.figures.next_stage_index >= last:
+        return True, f"shadowd promotes to its last stage ({report.stages[last]}%)"
     return (
         False,
-        f"shadowd's rollout is not complete ({decision}, stage {report['stage']} of {last + 1}): "
+        f"shadowd's rollout is not complete ({decision}, stage {report.stage} of {last + 1}): "
         f"{_first_reason(report)}",
     )
 
 
-def flagger_rollback_verdict(report: Mapping[str, Any]) -> tuple[bool, str]:
+def flagger_rollback_verdict(report: RolloutReport) -> tuple[bool, str]:
     """Roll back now exactly when shadowd's gate says rollback or the rollout is rolled back."""
-    if rolled_back(report):
+    if report.rolled_back:
         return True, f"shadowd says rollback: {_first_reason(report)}"
-    return False, f"shadowd's gate says {report['decision']}; no rollback"
+    return False, f"shadowd's gate says {report.decision}; no rollback"

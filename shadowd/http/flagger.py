@@ -209,11 +209,11 @@ async def flagger_gate(request: web.Request) -> web.Response:
     body = {
         "ok": passed,
         **base,
-        "decision": report["decision"],
-        "state": report["state"],
-        "canary_percent": report["canary_percent"],
+        "decision": report.decision,
+        "state": report.state,
+        "canary_percent": report.canary_percent,
         "reason": reason + stale_note(age_s),
-        "reasons": report["reasons"],
+        "reasons": list(report.reasons),
     }
     if not passed:
         body["error"] = "refused"
@@ -263,10 +263,10 @@ async def flagger_rollback(request: web.Request) -> web.Response:
     body = {
         "rollback": rollback,
         **base,
-        "decision": report["decision"],
-        "state": report["state"],
+        "decision": report.decision,
+        "state": report.state,
         "reason": reason + stale_note(age_s),
-        "reasons": report["reasons"],
+        "reasons": list(report.reasons),
     }
     return json_response(with_age(body, age_s), status=200 if rollback else 409)
 

@@ -17,7 +17,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from shadowd.http.contracts import controller_report, rolled_back
+from shadowd.core.rollout_report import RolloutReport
+from shadowd.http.contracts import controller_report
 from shadowd.http.errors import DATABASE_UNAVAILABLE, json_response
 from shadowd.http.registry import AUTH_ERRORS, Operation, Reply, optional
 from shadowd.http.state import api_state
@@ -25,21 +26,17 @@ from shadowd.http.state import api_state
 log = structlog.get_logger("shadowd.api")
 
 
-def _rollback_flag(report: Mapping[str, Any]) -> int:
-    return 1 if rolled_back(report) else 0
-
-
-PROM_METRICS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "shadowd_regression_rate": lambda r: r["regression_rate"],
-    "shadowd_noise_rate": lambda r: r["noise_rate"],
-    "shadowd_baseline_noise_rate": lambda r: r["baseline_noise_rate"],
-    "shadowd_regression_rate_increase_upper": lambda r: r["gate_figures"].get("rate_increase_upper"),
-    "shadowd_canary_percent": lambda r: r["canary_percent"],
-    "shadowd_stage": lambda r: r["stage"],
-    "shadowd_latency_p95_ratio": lambda r: r["latency_p95_ratio"],
-    "shadowd_cost_ratio": lambda r: r["cost_usd"]["ratio"],
-    "shadowd_compared_verdicts": lambda r: r["compared"],
-    "shadowd_rollback": _rollback_flag,
+PROM_METRICS: dict[str, Callable[[RolloutReport], float | int | None]] = {
+    "shadowd_regression_rate": lambda r: r.regression_rate,
+    "shadowd_noise_rate": lambda r: r.noise_rate,
+    "shadowd_baseline_noise_rate": lambda r: r.baseline_noise_rate,
+    "shadowd_regression_rate_increase_upper": lambda r: r.gate.figures.rate_increase_upper,
+    "shadowd_canary_percent": lambda r: r.canary_percent,
+    "shadowd_stage": lambda r: r.stage,
+    "shadowd_latency_p95_ratio": lambda r: r.latency_p95_ratio,
+    "shadowd_cost_ratio": lambda r: r.cost_usd.ratio,
+    "shadowd_compared_verdicts": lambda r: r.compared,
+    "shadowd_rollback": lambda r: 1 if r.rolled_back else 0,
 }
 
 _SELECTOR = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(?:\{(.*)\})?\s*$", re.DOTALL)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from shadowd.auth import AuthThrottle, TokenRegistry
 from shadowd.config import Config
+from shadowd.core.rollout_report import RolloutReport
 from shadowd.metrics import Metrics
 from shadowd.ports import Store
 
@@ -38,7 +39,7 @@ class ApiState:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     # rollout -> (monotonic time, report) of the last report read: the controllers' answer while the
     # database is briefly away (nothing can change the decision while nobody can write it).
-    last_reports: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    last_reports: dict[str, tuple[float, RolloutReport]] = field(default_factory=dict)
     last_report_max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
