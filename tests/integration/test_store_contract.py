@@ -57,6 +57,21 @@ async def store(backend: str) -> AsyncIterator[Store]:
     await opened.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    return str(request.getfixturevalue("fresh_database_url"))
+
+
+@pytest.fixture
+async def sql_store(sql_url: str) -> AsyncIterator[SqlVerdictStore]:
+    """The SQL store alone, for what only SQL has: statements to count, rows written around `save`."""
+    opened = await open_store(sql_url, upgrade=True)
+    yield opened
+    await opened.close()
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     path = tmp_path / "shadowd.yaml"
@@ -248,10 +263,9 @@ async def test_leadership_is_held_by_one_holder_at_a_time(store: Store) -> None:
     await second.release()
 
 
-async def test_reads_issue_no_write(store: Store, config: Config) -> None:
+async def test_reads_issue_no_write(sql_store: SqlVerdictStore, config: Config) -> None:
     """Every read the report, the pages, the API and the CLI make issues SELECTs only: a GET never writes."""
-    if not isinstance(store, SqlVerdictStore):
-        pytest.skip("the twin has no statements to count")
+    store = sql_store
     spec = config.rollout("r")
     assert spec is not None
     await store.save(sample(), [DeadLetter(source="t", partition=0, offset=1, reason="invalid_json",
@@ -280,11 +294,10 @@ async def test_reads_issue_no_write(store: Store, config: Config) -> None:
     assert writes == []
 
 
-async def test_roll_up_counts_rows_stored_without_save_once(store: Store) -> None:
+async def test_roll_up_counts_rows_stored_without_save_once(sql_store: SqlVerdictStore) -> None:
     """Rows a bulk load wrote without `save` are not in the totals until `roll_up` (the promoter's tick)
-    counts them, exactly once; reads never count them."""
-    if not isinstance(store, SqlVerdictStore):
-        pytest.skip("the twin has no way to store a verdict without save")
+    counts them, exactly once; reads never count them (the twin has no way to store without `save`)."""
+    store = sql_store
     from shadowd.adapters.sql_schema import verdicts
     from shadowd.adapters.sql_store.rows import verdict_row
 
