@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shadowd.core.backoff import exponential_delay
 from shadowd.core.profiles import ModelProfile
 from shadowd.core.results import Failure, SideResult, Usage
 
@@ -110,14 +111,18 @@ class BatchWindow:
 
 @dataclass(frozen=True, slots=True)
 class PollBackoff:
-    """Seconds between polls of one batch: `initial_s`, growing by `factor` up to `max_s`."""
+    """Seconds between polls of one batch: `initial_s`, growing by `factor` up to `max_s`.
+
+    Indexed by the polls done rather than stateful like `Backoff`: one replayer polls many batches
+    with it at once. The curve is the shared one (core/backoff.py).
+    """
 
     initial_s: float = 1.0
     max_s: float = 60.0
     factor: float = 1.5
 
     def delay_s(self, polls_done: int) -> float:
-        return min(self.max_s, self.initial_s * self.factor ** max(0, polls_done))
+        return exponential_delay(polls_done + 1, self.initial_s, self.max_s, self.factor)
 
 
 def batch_side(

@@ -89,6 +89,12 @@ def test_polls_back_off_up_to_the_cap() -> None:
     assert [backoff.delay_s(n) for n in range(5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
 
 
+def test_poll_backoff_stays_at_its_cap_however_long_a_batch_runs() -> None:
+    """A batch polled thousands of times (24 h of short waits) waits max_s, never overflows the float."""
+    assert PollBackoff(initial_s=5.0, max_s=60.0).delay_s(10_000) == 60.0
+    assert PollBackoff(initial_s=5.0, max_s=60.0).delay_s(-1) == 5.0
+
+
 # --- individual results as sides -----------------------------------------------------------------
 
 
