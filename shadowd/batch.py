@@ -357,12 +357,13 @@ def price_multiplier(discount: float) -> float:
 
 
 def attach_batches(pipeline: Any, config: Any, store: Any, base_url: str | None = None) -> BatchReplayer | None:
-    """Give `pipeline` a BatchReplayer when some rollout is `replay_mode: batch`; None otherwise.
+    """Give `pipeline` a BatchReplayer when some rollout's calls can be batched (its own `replay_mode:
+    batch` or a covered route's); None otherwise.
 
     The replayer has its own SDK client (batch calls are few and long-lived) and keeps its ledger in
     the store's database (migration 0007_replay_batches), or in memory for a store without one.
     """
-    if not any(r.replay_mode == "batch" for r in config.rollouts):
+    if not any(r.uses_batches for r in config.rollouts):
         return None
     from shadowd.adapters.sql_batches import SqlBatchLedger
 

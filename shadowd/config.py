@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,6 +120,8 @@ class RouteConfig(_Strict):
     value_paths: list[str] = Field(default_factory=list)
     value_noise_threshold: float = Field(default=DEFAULT_VALUE_NOISE_THRESHOLD, ge=0, le=1)
     judge: JudgeSection | None = None
+    # live | batch for every rollout's calls on this route; absent: each rollout's own replay_mode.
+    replay_mode: Literal["live", "batch"] | None = None
 
     @field_validator("ignore_paths", "value_paths")
     @classmethod
@@ -297,6 +300,9 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
         raise ConfigError(exc.key, str(exc).split(": ", 1)[-1], path) from None
 
     judges = _judges(file, profiles, path)
+    route_modes = tuple(sorted(
+        (route, route_spec.replay_mode) for route, route_spec in file.routes.items() if route_spec.replay_mode is not None
+    ))
     rollouts = []
     for index, rollout in enumerate(file.rollouts):
         for side in ("baseline", "candidate"):
@@ -307,21 +313,22 @@ def load_config(path: Path | None, settings: Settings | None = None) -> Config:
                     f"no capability profile for {model!r}; add one under models.profiles",
                     path,
                 )
-        rollouts.append(
-            RolloutSpec(
-                name=rollout.name,
-                baseline=rollout.baseline,
-                candidate=rollout.candidate,
-                baseline_source=rollout.baseline_source,
-                noise_check=float(rollout.noise_check),
-                routes=tuple(rollout.routes),
-                sample_rate=rollout.sample_rate,
-                stages=tuple(rollout.stages),
-                gate=GateConfig(**rollout.gate.model_dump(), latency_judged=rollout.replay_mode == "live"),
-                budget_usd_per_hour=rollout.budget.usd_per_hour,
-                replay_mode=rollout.replay_mode,
-            )
+        spec = RolloutSpec(
+            name=rollout.name,
+            baseline=rollout.baseline,
+            candidate=rollout.candidate,
+            baseline_source=rollout.baseline_source,
+            noise_check=float(rollout.noise_check),
+            routes=tuple(rollout.routes),
+            sample_rate=rollout.sample_rate,
+            stages=tuple(rollout.stages),
+            gate=GateConfig(**rollout.gate.model_dump()),
+            budget_usd_per_hour=rollout.budget.usd_per_hour,
+            replay_mode=rollout.replay_mode,
+            route_modes=route_modes,
         )
+        # Latency is judged when some of the rollout's calls can be live, and on those alone.
+        rollouts.append(replace(spec, gate=replace(spec.gate, latency_judged=spec.latency_judged)))
     return Config(file, path, route_rules, profiles, tuple(rollouts), judges, _redactors(file, path))
 
 

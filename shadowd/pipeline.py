@@ -85,7 +85,7 @@ class ShadowPipeline:
         self._noise: dict[tuple[str, str], _RouteNoise] = {}
         self._noise_loads: dict[tuple[str, str], asyncio.Task[_RouteNoise]] = {}
         self._checks_in_flight: dict[tuple[str, str], int] = {}
-        # Calls of `replay_mode: batch` rollouts go here (shadowd/batch.py); set by the wiring.
+        # Calls in `replay_mode: batch` (a rollout's or a route's) go here (shadowd/batch.py); set by the wiring.
         self.batches: BatchReplayer | None = None
 
     def max_calls_per_record(self) -> int:
@@ -163,7 +163,8 @@ class ShadowPipeline:
         try:
             async with asyncio.TaskGroup() as group:
                 for rollout in active:
-                    key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name], rollout.replay_mode)
+                    key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name],
+                           rollout.replay_mode_for(envelope.route))
                     if key not in baseline_calls:
                         baseline_calls[key] = group.create_task(
                             self._baseline_sides(envelope, rollout, key[2], deadline, record)
@@ -184,7 +185,8 @@ class ShadowPipeline:
         rules = self.config.rules_for(envelope.route)
         for rollout, task in candidate_calls:
             candidate, adaptations = task.result()
-            call_key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name], rollout.replay_mode)
+            call_key = (rollout.baseline, rollout.baseline_source, wants_repeat[rollout.name],
+                        rollout.replay_mode_for(envelope.route))
             baseline, repeat = baseline_calls[call_key].result()
             noise = route_noise[rollout.baseline]
             noise.model.threshold = rules.value_noise_threshold
@@ -363,8 +365,9 @@ class ShadowPipeline:
     def _batch_call(
         self, rollout: RolloutSpec, envelope: Envelope, record: SourceRecord | None, slot: Slot
     ) -> BatchCall | None:
-        """The batch identity of one call of a `replay_mode: batch` rollout; None for a live one."""
-        if rollout.replay_mode != "batch":
+        """The batch identity of one call the rollout batches on this route (its `replay_mode`, or the
+        route's own); None for a live call."""
+        if rollout.replay_mode_for(envelope.route) != "batch":
             return None
         return BatchCall(
             rollout.name, envelope.request_id, slot, record.source if record else None,
@@ -377,7 +380,7 @@ class ShadowPipeline:
         replay = adapt_request(envelope.request, model, self.config.profiles.get(model))
         if batch is not None:
             if self.batches is None:
-                raise RuntimeError("a replay_mode: batch rollout needs the batch replayer wired in")
+                raise RuntimeError("a replay_mode: batch call needs the batch replayer wired in")
             side = await self.batches.replay(replay, envelope.api_version, batch)
             self.metrics.model_calls.labels(model, "ok" if side.ok else "error").inc()
             return side, replay.adaptations

@@ -30,7 +30,8 @@ class GateConfig:
     confidence: float = 0.95
     max_latency_p95_ratio: float = 1.5
     max_cost_ratio: float = 2.0
-    # False for `replay_mode: batch` rollouts: a batch side's wait is the batch's, so latency is not judged.
+    # False when every call of the rollout is batched (`replay_mode: batch`, no route forcing live): a batch
+    # side's wait is the batch's, so latency is not judged. Otherwise it is judged on the live calls alone.
     latency_judged: bool = True
 
     def __post_init__(self) -> None:

@@ -14,6 +14,8 @@ from shadowd.core.noise import noise_checked
 
 BaselineSource = Literal["replay", "recorded"]
 ReplayMode = Literal["live", "batch"]
+# What makes a route pattern a glob rather than one route's name (fnmatch).
+_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +31,32 @@ class RolloutSpec:
     gate: GateConfig = field(default_factory=GateConfig)
     budget_usd_per_hour: float | None = None
     replay_mode: ReplayMode = "live"  # batch: replays go through the Message Batches API
+    # (route, mode) for each route with its own `routes.<name>.replay_mode`: it wins over the rollout's.
+    route_modes: tuple[tuple[str, ReplayMode], ...] = ()
+
+    def replay_mode_for(self, route: str) -> ReplayMode:
+        """How this rollout's calls for `route` are made: the route's own mode, else the rollout's."""
+        return next((mode for name, mode in self.route_modes if name == route), self.replay_mode)
+
+    def replay_modes(self) -> frozenset[ReplayMode]:
+        """The modes this rollout's calls can take: each covered route's own, and the rollout's unless
+        every route pattern is a plain name of a route with a mode of its own (a glob may match any route)."""
+        own = dict(self.route_modes)
+        modes = {mode for route, mode in own.items() if any(fnmatchcase(route, p) for p in self.routes)}
+        if any(_GLOB_CHARS.intersection(p) or p not in own for p in self.routes):
+            modes.add(self.replay_mode)
+        return frozenset(modes)
 
     @property
     def latency_judged(self) -> bool:
-        """Batch replays wait for their batch, so their latency says nothing of the model."""
-        return self.replay_mode == "live"
+        """Batch replays wait for their batch, so their latency says nothing of the model: latency is
+        judged only when some of the rollout's calls can be live (then on those alone)."""
+        return "live" in self.replay_modes()
+
+    @property
+    def uses_batches(self) -> bool:
+        """Whether some of the rollout's calls can go through the Message Batches API."""
+        return "batch" in self.replay_modes()
 
     def applies_to(self, envelope: Envelope) -> bool:
         return envelope.model == self.baseline and any(fnmatchcase(envelope.route, p) for p in self.routes)

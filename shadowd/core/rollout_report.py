@@ -270,7 +270,8 @@ class RolloutReport:
 
     @property
     def latency_judged(self) -> bool:
-        """False for replay_mode: batch, where latency is the batch's, not the model's (shown "not judged")."""
+        """False when every call is batched (replay_mode: batch, no route forcing live): latency is the
+        batch's, not the model's (shown "not judged")."""
         return self.gate_config_latency_judged
 
     @property

@@ -129,7 +129,8 @@ class RollupDelta:
     status: Mapping[tuple[str, str, str], StatusTotals] = field(default_factory=dict)  # rollout, route, status
     codes: Mapping[tuple[str, str, bool], CodeTotal] = field(default_factory=dict)  # rollout, code, noise
     grades: Mapping[tuple[str, str], GradeTotals] = field(default_factory=dict)  # rollout, route
-    latency: Mapping[tuple[str, str, int], int] = field(default_factory=dict)  # rollout, side, bucket
+    # rollout, side, bucket: compared verdicts whose two sides both carry a latency
+    latency: Mapping[tuple[str, str, int], int] = field(default_factory=dict)
 
 
 def tally(verdicts: Iterable[VerdictFacts]) -> RollupDelta:
@@ -166,11 +167,12 @@ def tally(verdicts: Iterable[VerdictFacts]) -> RollupDelta:
                 candidate_better=int(c.candidate_better),
                 cost_usd=facts.grading_cost_usd or 0.0,
             )
-        if c.compared:
+        if c.compared and facts.baseline_latency_ms is not None and facts.candidate_latency_ms is not None:
+            # Latency counts in pairs: a side without one (a batch side waits for its batch; a recorded
+            # baseline may carry none) takes its verdict out of both sides' histograms, never in as 0.
             for side, value in zip(SIDES, (facts.baseline_latency_ms, facts.candidate_latency_ms), strict=True):
-                if value is not None:
-                    latency_key = (facts.rollout, side, bucket_of(value))
-                    latency[latency_key] = latency.get(latency_key, 0) + 1
+                latency_key = (facts.rollout, side, bucket_of(value))
+                latency[latency_key] = latency.get(latency_key, 0) + 1
         seen: set[tuple[str, bool]] = set()
         for code, severity, noise in facts.findings:
             if (code, noise) in seen:

@@ -75,7 +75,8 @@ class Report(BaseModel):
     latency_ms: LatencyBySide
     latency_p95_ratio: float | None = None
     latency_judged: bool | None = optional(
-        "False for replay_mode: batch rollouts: latency is not judged (latency_p95_ratio null).")
+        "False when every call of the rollout is batched (replay_mode: batch, no route forcing live): latency is "
+        "not judged (latency_p95_ratio null).")
     cost_usd: CostUsd
     judge: dict[str, object] | None = Field(
         None, description="Graded share, acceptability per side with intervals, discordant pairs; null when no "
