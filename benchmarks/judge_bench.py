@@ -5,7 +5,7 @@
 Runs alone (no Kafka, no PostgreSQL: the figures are call counts and prices, which the store does not
 change): the demo's `chat-assist` traffic (Markdown answers, every request on the judged route, so this
 is the worst case for a mixed rollout) through the real pipeline and SDK against an in-process
-`fake-model`, into a throwaway SQLite file, once per rate. Prints one JSON object on stdout.
+`fake-model`, into a throwaway SQLite file, once per rate. Prints one JSON object on one stdout line.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("warning", "json")  # a verdict line per request would cost more than grading
     result = asyncio.run(main_async(args))
-    json.dump(result, sys.stdout, indent=2)
+    json.dump(result, sys.stdout)  # one line: bench.py reads the last
     sys.stdout.write("\n")
 
 
