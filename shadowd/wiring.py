@@ -185,7 +185,7 @@ class DaemonParts:
     pipeline: ShadowPipeline
     writer: BatchWriter
     records_in_flight: int
-    batches: BatchReplayer | None  # replay_mode: batch rollouts (Message Batches API)
+    batches: BatchReplayer | None  # batched calls (replay_mode: batch, a rollout's or a route's)
     source: RecordSource  # the mirrored topic, as a consumer-group member
     decisions: RecordPublisher  # gate decisions to the decisions topic
     dead_letter_producer: RecordPublisher  # dead letters to the DLQ topic
