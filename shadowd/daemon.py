@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ class DaemonOptions:
 
 def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonOptions) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean drain, 1 after a fatal error."""
+    frozen = freeze_startup_heap()
+    log.debug("startup_heap_frozen", objects=frozen)
     try:
         asyncio.run(async_run(config, settings, db_url, options))
     except KafkaClientOptionError as exc:
@@ -45,6 +48,20 @@ def run_daemon(config: Config, settings: Settings, db_url: str, options: DaemonO
         log.exception("fatal", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0
+
+
+def freeze_startup_heap() -> int:
+    """Collect start-up garbage, then move every object alive now out of the cyclic collector's reach.
+
+    What exists at this point (the imported modules, the SDK's and SQLAlchemy's types, the config) lives
+    as long as the process. Left in the collector, each full collection walks all of it again while
+    records flow: at a 0 ms model that was about a fifth of the daemon's CPU (benchmarks/README.md).
+    Frozen objects are still freed by reference counting; only a cycle among them is never collected.
+    Returns how many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 async def async_run(
@@ -139,4 +156,4 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-__all__ = ["DaemonOptions", "async_run", "run_daemon"]
+__all__ = ["DaemonOptions", "async_run", "freeze_startup_heap", "run_daemon"]
