@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from shadowd.core.fastjson import dumps_or_json
 from shadowd.core.redaction import SECRET_KEY, Redactor
 
 # Credentials only: personal data in log lines is kept out by not logging payloads, while
@@ -120,7 +121,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         raise ValueError(f"unknown log format {fmt!r} (auto, json, console)")
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer(serializer=dumps_or_json) if as_json else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(
         processors=[

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
@@ -22,6 +21,7 @@ except ImportError:  # pragma: no cover
 import structlog
 
 from shadowd.clock import utc_now
+from shadowd.core import fastjson
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.backoff import exponential_delay
 from shadowd.core.limiter import AdaptiveLimit, parse_quotas
@@ -235,7 +235,7 @@ class AnthropicModelClient:
             # The raw body is what shadowd stores and compares; building the SDK's typed Message only
             # to dump it back to a dict would double the per-call CPU. Errors still raise as usual.
             raw = await self._client.messages.with_raw_response.create(**kwargs)
-            body = json.loads(raw.http_response.content)
+            body = fastjson.loads(raw.http_response.content)
             if not isinstance(body, dict):
                 raise ValueError("the Messages API answered with something other than a JSON object")
             return body, None, raw.http_response.headers

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shadowd.core.fastjson import loads_exact
 from shadowd.core.storable import escape_text, first_non_finite, has_unstorable_text, utc_in_range
 from shadowd.core.timestamps import parse_rfc3339
 
@@ -50,6 +51,16 @@ def parse_envelope(raw: bytes | str) -> Envelope:
         raw = raw.encode("utf-8", errors="surrogatepass")
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError("too_large", f"{len(raw)} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit")
+    data = loads_exact(raw)
+    if data is None:
+        data = _parse_exactly(raw)
+    if not isinstance(data, dict):
+        raise EnvelopeError("not_an_object", f"top-level JSON is {_json_type(data)}, not an object")
+    return envelope_from_object(data)
+
+
+def _parse_exactly(raw: bytes) -> Any:
+    """The standard library's reading, which names NaN, Infinity and 1e999 so they can be refused."""
     non_finite: list[str] = []
 
     def constant(name: str) -> float:
@@ -66,11 +77,9 @@ def parse_envelope(raw: bytes | str) -> Envelope:
         data = json.loads(raw, parse_constant=constant, parse_float=number)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EnvelopeError("invalid_json", str(exc)[:300]) from None
-    if not isinstance(data, dict):
-        raise EnvelopeError("not_an_object", f"top-level JSON is {_json_type(data)}, not an object")
-    if non_finite:
+    if non_finite and isinstance(data, dict):
         _refuse_non_finite(data)
-    return envelope_from_object(data)
+    return data
 
 
 def _refuse_non_finite(data: dict[str, Any]) -> None:

@@ -52,9 +52,10 @@ BANNED_STDLIB = frozenset(
         "xmlrpc",
     }
 )
-# jsonschema_rs: the comparator's fast schema check (pure: schemas compile with offline=True). deepdiff
+# jsonschema_rs: the comparator's fast schema check (pure: schemas compile with offline=True); orjson: the
+# hot path's JSON (fastjson.py, pure parsing and writing). deepdiff
 # is only a benchmark dependency, so the core may not import it.
-ALLOWED_THIRD_PARTY = frozenset({"jsonschema", "jsonschema_rs"})
+ALLOWED_THIRD_PARTY = frozenset({"jsonschema", "jsonschema_rs", "orjson"})
 # Calls that read the clock or do I/O even though their module is allowed (datetime parses, too).
 BANNED_CALL_ATTRIBUTES = frozenset({"now", "utcnow", "today"})
 BANNED_BUILTINS = frozenset({"open", "input", "print", "eval", "exec", "__import__", "breakpoint"})

@@ -14,6 +14,7 @@ class SqlBase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._upserts: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
@@ -23,13 +24,24 @@ class SqlBase:
         return generic_insert(table)
 
     async def _add(self, connection: Any, table: Any, keys: list[str], values: list[dict[str, Any]]) -> None:
-        """Upsert that adds the numeric columns to the existing totals."""
+        """Upsert that adds the numeric columns to the existing totals.
+
+        One statement per table, built once and executed for many rows: a fresh multi-row VALUES
+        statement per batch would be compiled again every time. Rows with the same key must be summed
+        before they get here (one statement may not update a row twice).
+        """
         if not values:
             return
-        statement = self._insert(table).values(values)
-        summed = {
-            column.name: column + getattr(statement.excluded, column.name)
-            for column in table.columns
-            if column.name not in keys and column.name != "severity"
-        }
-        await connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=summed))
+        await connection.execute(self._adding_upsert(table, tuple(keys)), values)
+
+    def _adding_upsert(self, table: Any, keys: tuple[str, ...]) -> Any:
+        statement = self._upserts.get((table.name, keys))
+        if statement is None:
+            insert = self._insert(table)
+            summed = {
+                column.name: column + getattr(insert.excluded, column.name)
+                for column in table.columns
+                if column.name not in keys and column.name != "severity"
+            }
+            statement = self._upserts[(table.name, keys)] = insert.on_conflict_do_update(index_elements=list(keys), set_=summed)
+        return statement

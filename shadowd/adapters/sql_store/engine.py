@@ -10,17 +10,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shadowd.adapters.database_url import engine_target, normalise_url
+from shadowd.core.fastjson import storable_dumps
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """An engine for `url`; a URL shadowd cannot use raises DatabaseUrlError (never showing its password)."""
     target = engine_target(url)
+    # Every JSON column is written storable (NUL and lone surrogates escaped, NaN null) and fast.
     if target.url.get_backend_name() == "sqlite":
-        engine = create_async_engine(target.url, connect_args={"timeout": 30})
+        engine = create_async_engine(target.url, connect_args={"timeout": 30}, json_serializer=storable_dumps)
         _sqlite_pragmas(engine)
         return engine
     return create_async_engine(
-        target.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=target.connect_args
+        target.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=target.connect_args,
+        json_serializer=storable_dumps,
     )
 
 

@@ -8,14 +8,15 @@ from typing import Any
 from shadowd.core.findings import Finding, Status
 from shadowd.core.judge import Grading
 from shadowd.core.results import SideResult
-from shadowd.core.storable import escape_text, finite_or_none, int32_or_none, storable_json
+from shadowd.core.storable import escape_text, finite_or_none, int32_or_none
 from shadowd.core.tally import VerdictFacts
 from shadowd.records import DeadLetter, VerdictRecord
 
 
 def verdict_row(v: VerdictRecord) -> dict[str, Any]:
     """The row for one verdict, made storable: the verdict was decided on the original text, and
-    what PostgreSQL cannot hold (NUL, lone surrogates, NaN) is escaped or nulled only here.
+    what PostgreSQL cannot hold (NUL, lone surrogates, NaN) is escaped or nulled only here: in the text
+    columns below, and in the JSON columns by the engine's serializer (`storable_dumps`, engine.py).
 
     `request_id` is stored as given: the envelope parser refuses one that is not storable, and a verdict
     built some other way that still holds one is refused by the store and dead-lettered by the writer.
@@ -24,7 +25,7 @@ def verdict_row(v: VerdictRecord) -> dict[str, Any]:
     grading = v.grading
     return {
         "grading": grading.status if grading else None,
-        "grades": storable_json(grading.to_dict()) if grading else None,
+        "grades": grading.to_dict() if grading else None,
         "baseline_acceptable": grading.baseline_acceptable if grading else None,
         "candidate_acceptable": grading.candidate_acceptable if grading else None,
         "grading_cost_usd": finite_or_none(grading.cost_usd) if grading else None,
@@ -34,13 +35,13 @@ def verdict_row(v: VerdictRecord) -> dict[str, Any]:
         "status": v.status.value,
         "reason": escape_text(v.reason) if v.reason is not None else None,
         "error_reason": v.error_reason,
-        "findings": storable_json([f.to_dict() for f in v.findings]),
-        "baseline": storable_json(b.to_dict()) if b else None,
-        "candidate": storable_json(c.to_dict()) if c else None,
-        "baseline_repeat": storable_json(v.baseline_repeat.to_dict()) if v.baseline_repeat else None,
-        "adaptations": storable_json(list(v.adaptations)),
-        "attributes": storable_json(dict(v.attributes)),
-        "request": storable_json(v.request),
+        "findings": [f.to_dict() for f in v.findings],
+        "baseline": b.to_dict() if b else None,
+        "candidate": c.to_dict() if c else None,
+        "baseline_repeat": v.baseline_repeat.to_dict() if v.baseline_repeat else None,
+        "adaptations": list(v.adaptations),
+        "attributes": dict(v.attributes),
+        "request": v.request,
         "comparator_version": v.comparator_version,
         "baseline_noise_blocking": v.baseline_noise_blocking,
         "baseline_model": escape_text(b.model) if b else None,
