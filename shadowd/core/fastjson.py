@@ -11,7 +11,6 @@ a result never depends on which path produced it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -19,7 +18,10 @@ import orjson
 from shadowd.core.storable import storable_json
 
 # A run of 19 digits may be an integer orjson reads differently (past int64 it turns into a float).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Found by mapping every digit to "0" and everything else to " ", then a substring search: several
+# times faster than a regular expression, which cost more than the parse itself.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def loads_exact(data: bytes) -> Any | None:
@@ -29,7 +31,7 @@ def loads_exact(data: bytes) -> Any | None:
     for one holding a 19-digit run; a document whose JSON value is `null` also returns None, and the
     caller's `json` path reads it the same.
     """
-    if _LONG_DIGITS.search(data) is not None:
+    if _LONG_RUN in data.translate(_DIGITS_AS_ZERO):
         return None
     try:
         return orjson.loads(data)

@@ -53,6 +53,8 @@ def test_loads_leaves_long_integers_and_refused_inputs_to_json() -> None:
     # Golden: an ordinary document takes the fast path.
     assert loads_exact(b'{"a": [1, 2.5]}') == {"a": [1, 2.5]}
     # Near misses: what orjson would read differently or refuse goes to `json`.
+    assert loads_exact(b'{"n": 123456789012345678}') == {"n": 123456789012345678}  # 18 digits
+    assert loads_exact(b'{"n": 1234567890123456789}') is None  # 19 digits
     assert loads_exact(b'{"n": 1234567890123456789012}') is None
     assert loads_exact(b'{"t": "\\udc00"}') is None
     assert loads_exact(b'{"x": NaN}') is None
