@@ -32,6 +32,7 @@ OPTIONAL = ("profile", "profile0", "judge")
 # Sizes: (full, --quick).
 SIZES = {
     "pipeline_records": (3000, 1000),
+    "pipeline_warm_up_records": (1000, 500),
     "concurrency_records": (6000, 2500),
     "scaleout_records": (3000, 1500),
     "query_verdicts": (1_000_000, 200_000),
@@ -117,6 +118,14 @@ def figure_pipeline(work: Path, quick: bool) -> list[Figure]:
     kafka, db = bootstrap_and_db()
     count = SIZES["pipeline_records"][quick]
     behaviours = write_behaviours(work, 0)
+    # One unjudged daemon run first: the first run of an invocation meets a cold broker (JIT, a new
+    # topic's log segments) and cold PostgreSQL caches, whose CPU slows every process on the two cores
+    # and made the first pair read 0.1-0.25 lower than the next two. Production runs warm.
+    with fake_model(behaviours, work) as model:
+        warm_up = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db,
+                                          count=SIZES["pipeline_warm_up_records"][quick],
+                                          max_concurrency=PIPELINE_CONCURRENCY, workdir=work, label="pipeline-warm-up"))
+    log(f"pipeline warm-up (not judged): {warm_up['records_per_s']} records/s")
     pairs = []
     for index in range(PIPELINE_PAIRS):
         load_before = [round(x, 2) for x in os.getloadavg()]
@@ -157,7 +166,7 @@ def figure_pipeline(work: Path, quick: bool) -> list[Figure]:
             "pipeline_overhead",
             f"pipeline overhead: shadowd run / bare SDK loop (0 ms model), median of {PIPELINE_PAIRS} pairs",
             median, "ratio", f">= {PIPELINE_TARGET}", median >= PIPELINE_TARGET,
-            details={"pairs": pairs, "ratios": ratios},
+            details={"pairs": pairs, "ratios": ratios, "warm_up": warm_up},
             note=f"pairs {', '.join(format(p['ratio'], '.3f') for p in pairs)} (load "
                  f"{', '.join(str(p['load_average']['before'][0]) for p in pairs)}); median pair "
                  f"{middle['daemon_records_per_s']} vs {middle['bare_records_per_s']} records/s, "
@@ -304,6 +313,22 @@ def figure_judge(work: Path, quick: bool) -> list[Figure]:
 COST_TABLES: list[str] = []
 
 
+def cpu_by_area(figures: list[Figure]) -> dict[str, float] | None:
+    """The daemon's CPU per record by area: the 0 ms profile's shares times the median pipeline pair's
+    measured CPU per record (both from this invocation); None unless both figures ran."""
+    pipeline = next((f for f in figures if f.key == "pipeline_overhead"), None)
+    profile = next((f for f in figures if f.key == "profile_0ms"), None)
+    if pipeline is None or profile is None:
+        return None
+    pairs = pipeline.details["pairs"]
+    middle = next(p for p in pairs if p["ratio"] == pipeline.measured)
+    per_record = middle["cpu_ms_per_record"]["daemon"]
+    if per_record is None:
+        return None
+    areas = profile.details["summary"]["busy_by_area_percent"]
+    return {name.split(" (")[0]: round(per_record * pct / 100, 3) for name, pct in areas.items()}
+
+
 def figure_cost(work: Path, quick: bool) -> list[Figure]:
     """Model calls and USD per compared verdict and per gate decision by purpose (benchmarks/cost_bench.py)."""
     result = run_json([sys.executable, str(BENCH_DIR / "cost_bench.py"), "--requests", "450" if quick else "900"],
@@ -422,6 +447,12 @@ def main() -> None:
     print(table(figures))
     for cost_table in COST_TABLES:
         print(f"\n{cost_table}")
+    itemised = cpu_by_area(figures)
+    if itemised is not None:
+        print("\ndaemon CPU per record by area (0 ms profile shares x the median pipeline pair's CPU/record):")
+        for area, ms in itemised.items():
+            print(f"  {ms:7.3f} ms  {area}")
+        print(f"  {sum(itemised.values()):7.3f} ms  total")
     for name, error in failures.items():
         print(f"\n{name}: FAILED: {error}")
     print(f"\ncode: {code_before['head']}" + (" with uncommitted changes" if code_before["uncommitted"] else ""))
@@ -439,6 +470,7 @@ def main() -> None:
         "seconds": round(time.monotonic() - started, 1),
         "seconds_per_figure": timings,
         "figures": [f.as_dict() for f in figures],
+        "cpu_ms_per_record_by_area": itemised,
         "failures": failures,
         "work_dir": str(work),
     }
