@@ -76,28 +76,40 @@ class CallPermits:
         self.peak_in_flight = 0
         self._monotonic = monotonic
         self._changed = asyncio.Condition()
+        self._waiting = 0  # calls inside acquire's slow path; while any wait, newcomers queue with them
 
     async def acquire(self) -> float:
         """Wait for a permit and for the quota pacing; returns the call's start time."""
-        while True:
-            delay = self.limit.start_delay(self._monotonic())
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            async with self._changed:
-                await self._changed.wait_for(lambda: self.in_flight < self.limit.permits)
-                now = self._monotonic()
-                if self.limit.start_delay(now) > 0:
-                    continue  # another call took the paced slot meanwhile
-                self.in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-                self.limit.note_start(now)
-                return now
+        now = self._monotonic()
+        if not self._waiting and self.in_flight < self.limit.permits and self.limit.start_delay(now) <= 0:
+            return self._take(now)  # a permit is free and nobody waits: no lock, no wake-up
+        self._waiting += 1
+        try:
+            while True:
+                delay = self.limit.start_delay(self._monotonic())
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.in_flight < self.limit.permits)
+                    now = self._monotonic()
+                    if self.limit.start_delay(now) > 0:
+                        continue  # another call took the paced slot meanwhile
+                    return self._take(now)
+        finally:
+            self._waiting -= 1
+
+    def _take(self, now: float) -> float:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.limit.note_start(now)
+        return now
 
     async def release(self) -> None:
-        async with self._changed:
-            self.in_flight -= 1
-            self._changed.notify(max(1, self.limit.permits - self.in_flight))
+        self.in_flight -= 1
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify(max(1, self.limit.permits - self.in_flight))
 
 
 @dataclass(slots=True)
