@@ -403,7 +403,8 @@ async def _over_http(config: Any, store: Any, queries: dict[str, Any], args: arg
     from shadowd.metrics import Metrics
 
     port = free_port()
-    runner = await start_http(create_app(ApiState(config=config, store=store, metrics=Metrics())), f"127.0.0.1:{port}")
+    runner = await start_http(create_app(ApiState(config=config, store=store, metrics=Metrics()), open_reads=True),
+                              f"127.0.0.1:{port}")
     results: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:

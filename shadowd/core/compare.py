@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from shadowd.core.findings import Code, Finding, Status
 from shadowd.core.jsonextract import JSON_KINDS, ExtractedJson, extract_json
 from shadowd.core.jsonpath import compile_ignore_paths
@@ -19,7 +21,16 @@ from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, NoiseO
 from shadowd.core.results import SideResult
 from shadowd.core.schema import CompiledSchema, compile_schema
 from shadowd.core.shape import ARRAY_ITEM, ShapeNode, first_pointer, flatten, pointer, shape_token
-from shadowd.core.values import Leaf, comparable_kinds, is_prose, same_value, scalar_leaves, shown
+from shadowd.core.values import (
+    MAX_LEAVES,
+    Leaf,
+    changed_leaf_pairs,
+    comparable_kinds,
+    is_prose,
+    same_value,
+    scalar_leaves,
+    shown,
+)
 
 # Bump whenever a rule changes: every verdict stores it, so an old verdict can still be explained.
 # 2026.11.2: value.changed; tool calls compared as multisets of names; learned noise per route.
@@ -205,11 +216,9 @@ def _value_findings(
     baseline is stable there (its second replay agreed and the learned rate is under the
     threshold) or the path is listed in value_paths."""
     findings: list[Finding] = []
-    after = other.values()
-    for identity, leaf in base.values().items():
-        counterpart = after.get(identity)
-        if counterpart is None or context.ignores(leaf.shape_key):
-            continue  # a key that is gone is schema.key_missing's to report
+    for leaf, counterpart in _value_pairs(base, other):
+        if context.ignores(leaf.shape_key):
+            continue  # (a key that is gone has no pair: it is schema.key_missing's to report)
         before_value, after_value = leaf.value, counterpart.value
         listed = context.lists(leaf.shape_key)
         if not listed and (is_prose(before_value) or is_prose(after_value)):
@@ -231,6 +240,65 @@ def _value_findings(
                 )
         findings.append(finding)
     return findings
+
+
+def _value_pairs(base: _Output, other: _Output, exhaustive: bool = False) -> list[tuple[Leaf, Leaf]]:
+    """The (baseline, candidate) leaves at the same place: every pair where a value may have changed.
+
+    By default pairs inside parts that are equal on both sides are left out (`changed_leaf_pairs`);
+    `exhaustive`, and wherever that shortcut cannot be exact, pairs every leaf of `values()`.
+    """
+    if not exhaustive:
+        pairs = _changed_value_pairs(base, other)
+        if pairs is not None:
+            return pairs
+    after = other.values()
+    return [(leaf, after[identity]) for identity, leaf in base.values().items() if identity in after]
+
+
+def _changed_value_pairs(base: _Output, other: _Output) -> list[tuple[Leaf, Leaf]] | None:
+    """`_value_pairs` without a leaf for each equal value; None where it would not be exact."""
+    # Under 2 x MAX_LEAVES characters of JSON a document cannot hold more leaves than scalar_leaves keeps.
+    if len(base.text) >= 2 * MAX_LEAVES or len(other.text) >= 2 * MAX_LEAVES:
+        return None
+    pairs: list[tuple[Leaf, Leaf]] = []
+    before_json, after_json = base.json, other.json
+    if before_json is not None and after_json is not None:
+        found = changed_leaf_pairs(before_json.value, after_json.value)
+        if found is None:
+            return None
+        pairs.extend(found)
+    counterparts: dict[tuple[str, int], Any] = {}  # the k-th call of each tool name, as values() pairs them
+    seen: dict[str, int] = {}
+    for call in other.calls:
+        seen[call.name] = seen.get(call.name, -1) + 1
+        counterparts[(call.name, seen[call.name])] = call
+    seen = {}
+    for call in base.calls:
+        occurrence = seen[call.name] = seen.get(call.name, -1) + 1
+        counterpart = counterparts.get((call.name, occurrence))
+        if counterpart is None or not isinstance(call.input, dict | list) or not isinstance(counterpart.input, dict | list):
+            continue
+        if call.input == counterpart.input:
+            continue
+        if not (_short_json(call.input) and _short_json(counterpart.input)):
+            return None
+        found = changed_leaf_pairs(
+            call.input, counterpart.input, f"/content/{call.index}/input", f"/content/{counterpart.index}/input",
+            f"tool:{call.name}:",
+        )
+        if found is None:
+            return None
+        pairs.extend(found)
+    return pairs
+
+
+def _short_json(value: Any) -> bool:
+    """Whether `value` written as JSON is under 2 x MAX_LEAVES characters (so it has few enough leaves)."""
+    try:
+        return len(orjson.dumps(value)) < 2 * MAX_LEAVES
+    except (TypeError, orjson.JSONEncodeError):
+        return False
 
 
 def _noise_key(finding: Finding) -> tuple[str, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -32,16 +33,21 @@ class Leaf:
 
 def json_path(tokens: tuple[str | None, ...]) -> str:
     """A readable JSONPath for object keys and array items (None): `$.items[*].price`."""
-    parts = ["$"]
-    for token in tokens:
-        if token is None:
-            parts.append("[*]")
-        elif _PLAIN_NAME.fullmatch(token):
-            parts.append("." + token)
-        else:
-            escaped = token.replace("\\", "\\\\").replace("'", "\\'")
-            parts.append(f"['{escaped}']")
-    return "".join(parts)
+    return "$" + "".join(
+        "[*]" if token is None else _cached_part(token) if len(token) <= 64 else _path_part(token) for token in tokens
+    )
+
+
+def _path_part(token: str) -> str:
+    """One object key's part of a JSONPath."""
+    if _PLAIN_NAME.fullmatch(token):
+        return "." + token
+    escaped = token.replace("\\", "\\\\").replace("'", "\\'")
+    return f"['{escaped}']"
+
+
+# Keys repeat across leaves and answers: a short one's part is made once (long ones are not kept).
+_cached_part = functools.lru_cache(maxsize=4096)(_path_part)
 
 
 def scalar_leaves(document: Any, pointer_prefix: str = "", key_prefix: str = "") -> dict[str, Leaf]:
@@ -59,6 +65,46 @@ def scalar_leaves(document: Any, pointer_prefix: str = "", key_prefix: str = "")
         if len(leaves) >= MAX_LEAVES:
             break
     return leaves
+
+
+def changed_leaf_pairs(
+    before: Any, after: Any, before_prefix: str = "", after_prefix: str = "", key_prefix: str = ""
+) -> list[tuple[Leaf, Leaf]] | None:
+    """The scalar leaves of `before` and `after` at the same pointer, as `scalar_leaves` would pair
+    them, in its order, leaving out every pair inside a subtree equal in Python on both sides.
+
+    Such a subtree holds no value change: its scalars are the same value, or differ only in JSON type
+    (true against 1), which the value rule leaves to schema.type_changed. Comparing subtrees with `==`
+    runs in C, so answers that agree in most values are compared without building a leaf for each.
+    Returns None where this cannot give scalar_leaves' pairs: an object on one side and an array on the
+    other at one pointer (key "0" and index 0 share the pointer `/0`). The caller makes sure neither
+    document has more than MAX_LEAVES leaves (scalar_leaves stops there).
+    """
+    pairs: list[tuple[Leaf, Leaf]] = []
+    stack: list[tuple[Any, Any, str, tuple[str | None, ...]]] = [(before, after, "", ())]
+    while stack:
+        one, two, relative, tokens = stack.pop()
+        if one == two:
+            continue
+        if isinstance(one, dict):
+            if isinstance(two, list):
+                return None
+            if isinstance(two, dict) and len(tokens) < MAX_SHAPE_DEPTH:
+                for key in reversed(list(one)):
+                    if key in two:
+                        name = str(key)
+                        stack.append((one[key], two[key], f"{relative}/{escape_token(name)}", (*tokens, name)))
+        elif isinstance(one, list):
+            if isinstance(two, dict):
+                return None
+            if isinstance(two, list) and len(tokens) < MAX_SHAPE_DEPTH:
+                for index in range(min(len(one), len(two)) - 1, -1, -1):
+                    stack.append((one[index], two[index], f"{relative}/{index}", (*tokens, None)))
+        elif tokens and not isinstance(two, dict | list):
+            shape = "".join("/" + (ARRAY_ITEM if t is None else shape_token(t)) for t in tokens)
+            key = key_prefix + json_path(tokens)
+            pairs.append((Leaf(before_prefix + relative, key, shape, one), Leaf(after_prefix + relative, key, shape, two)))
+    return pairs
 
 
 def _walk(document: Any) -> Iterator[tuple[str, tuple[str | None, ...], Any]]:
@@ -124,6 +170,8 @@ def shown(value: Any) -> str:
         text = "true" if value else "false"
     else:
         text = repr(value)
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch) & 0xFF:02x}" for ch in text)
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else f"\\x{ord(ch) & 0xFF:02x}" for ch in text)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= _DETAIL_VALUE_CHARS else text[: _DETAIL_VALUE_CHARS - 3] + "..."
