@@ -6,8 +6,7 @@ import functools
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shadowd.core.shape import ARRAY_ITEM, MAX_SHAPE_DEPTH, escape_token, shape_token
 
@@ -21,9 +20,8 @@ _DETAIL_VALUE_CHARS = 60
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """One scalar value and where it sits."""
+class Leaf(NamedTuple):
+    """One scalar value and where it sits (a tuple: answers have thousands, built in C)."""
 
     pointer: str  # JSON pointer of the value in the finding's frame (concrete array indices)
     key: str  # noise key: JSONPath with every index as [*], prefixed by the tool for tool inputs
@@ -33,9 +31,11 @@ class Leaf:
 
 def json_path(tokens: tuple[str | None, ...]) -> str:
     """A readable JSONPath for object keys and array items (None): `$.items[*].price`."""
-    return "$" + "".join(
-        "[*]" if token is None else _cached_part(token) if len(token) <= 64 else _path_part(token) for token in tokens
-    )
+    return "$" + "".join("[*]" if token is None else _json_path_part(token) for token in tokens)
+
+
+def _json_path_part(token: str) -> str:
+    return _cached_part(token) if len(token) <= 64 else _path_part(token)
 
 
 def _path_part(token: str) -> str:
@@ -81,28 +81,31 @@ def changed_leaf_pairs(
     document has more than MAX_LEAVES leaves (scalar_leaves stops there).
     """
     pairs: list[tuple[Leaf, Leaf]] = []
-    stack: list[tuple[Any, Any, str, tuple[str | None, ...]]] = [(before, after, "", ())]
+    # (before's value, after's value, pointer, depth, shape key, JSONPath): the paths grow with the walk,
+    # each part made once per container rather than once per leaf below it.
+    stack: list[tuple[Any, Any, str, int, str, str]] = [(before, after, "", 0, "", "$")]
     while stack:
-        one, two, relative, tokens = stack.pop()
+        one, two, relative, depth, shape, path = stack.pop()
         if one == two:
             continue
         if isinstance(one, dict):
             if isinstance(two, list):
                 return None
-            if isinstance(two, dict) and len(tokens) < MAX_SHAPE_DEPTH:
+            if isinstance(two, dict) and depth < MAX_SHAPE_DEPTH:
                 for key in reversed(list(one)):
                     if key in two:
                         name = str(key)
-                        stack.append((one[key], two[key], f"{relative}/{escape_token(name)}", (*tokens, name)))
+                        stack.append((one[key], two[key], f"{relative}/{escape_token(name)}", depth + 1,
+                                      f"{shape}/{shape_token(name)}", path + _json_path_part(name)))
         elif isinstance(one, list):
             if isinstance(two, dict):
                 return None
-            if isinstance(two, list) and len(tokens) < MAX_SHAPE_DEPTH:
+            if isinstance(two, list) and depth < MAX_SHAPE_DEPTH:
+                item_shape, item_path = f"{shape}/{ARRAY_ITEM}", path + "[*]"
                 for index in range(min(len(one), len(two)) - 1, -1, -1):
-                    stack.append((one[index], two[index], f"{relative}/{index}", (*tokens, None)))
-        elif tokens and not isinstance(two, dict | list):
-            shape = "".join("/" + (ARRAY_ITEM if t is None else shape_token(t)) for t in tokens)
-            key = key_prefix + json_path(tokens)
+                    stack.append((one[index], two[index], f"{relative}/{index}", depth + 1, item_shape, item_path))
+        elif depth and not isinstance(two, dict | list):
+            key = key_prefix + path
             pairs.append((Leaf(before_prefix + relative, key, shape, one), Leaf(after_prefix + relative, key, shape, two)))
     return pairs
 
@@ -144,6 +147,8 @@ def is_prose(value: Any) -> bool:
 
 def same_value(before: Any, after: Any) -> bool:
     """JSON equality of two scalars: 1 equals 1.0, true does not equal 1, NaN equals NaN."""
+    if type(before) is type(after) and not isinstance(before, float):
+        return bool(before == after)  # two strings, ints, booleans or nulls
     kind = json_kind(before)
     if kind != json_kind(after):
         return False
