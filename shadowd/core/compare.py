@@ -242,16 +242,15 @@ def _value_findings(
     return findings
 
 
-def _value_pairs(base: _Output, other: _Output, exhaustive: bool = False) -> list[tuple[Leaf, Leaf]]:
+def _value_pairs(base: _Output, other: _Output) -> list[tuple[Leaf, Leaf]]:
     """The (baseline, candidate) leaves at the same place: every pair where a value may have changed.
 
-    By default pairs inside parts that are equal on both sides are left out (`changed_leaf_pairs`);
-    `exhaustive`, and wherever that shortcut cannot be exact, pairs every leaf of `values()`.
+    Pairs inside parts that are equal on both sides are left out (`changed_leaf_pairs`); where that
+    shortcut cannot be exact, every leaf of `values()` is paired.
     """
-    if not exhaustive:
-        pairs = _changed_value_pairs(base, other)
-        if pairs is not None:
-            return pairs
+    pairs = _changed_value_pairs(base, other)
+    if pairs is not None:
+        return pairs
     after = other.values()
     return [(leaf, after[identity]) for identity, leaf in base.values().items() if identity in after]
 
