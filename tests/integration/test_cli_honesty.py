@@ -106,7 +106,21 @@ def test_every_command_prints_markup_in_user_data_literally(tmp_path: Path, fake
 
 def test_gate_failing_exits_1_and_passing_exits_0(tmp_path: Path, fake_model: str) -> None:
     """`report --check` exits 1 when the gate says roll back (a regressed candidate) and 0 for a clean one."""
-    config = str(write_config(tmp_path, fake_model))
+    # The fake model answers at once, so both sides' latencies are the machine's scheduling noise (a
+    # loaded CI machine once put the clean candidate's p95 at 1.7x the baseline's): this test is about
+    # regressions, so latency is given a bound it cannot reach.
+    gate = "{min_samples: 50, max_latency_p95_ratio: 1000}"
+    rollouts = f"""
+  - name: opus-4-7
+    baseline: claude-opus-4-6
+    candidate: claude-opus-4-7
+    gate: {gate}
+  - name: sonnet-4-6
+    baseline: claude-opus-4-6
+    candidate: claude-sonnet-4-6
+    gate: {gate}
+"""
+    config = str(write_config(tmp_path, fake_model, rollouts=rollouts))
     db = f"sqlite:///{tmp_path / 'v.db'}"
     traffic = tmp_path / "traffic.jsonl"
     traffic.write_text("".join(json.dumps(e) + "\n" for e in generate_envelopes(120, seed=5)))
