@@ -120,7 +120,8 @@ def figure_pipeline(work: Path, quick: bool) -> list[Figure]:
     behaviours = write_behaviours(work, 0)
     # One unjudged daemon run first: the first run of an invocation meets a cold broker (JIT, a new
     # topic's log segments) and cold PostgreSQL caches, whose CPU slows every process on the two cores
-    # and made the first pair read 0.1-0.25 lower than the next two. Production runs warm.
+    # and made the first pair the lowest of three in every invocation without it (by 0.004-0.27).
+    # Production runs warm.
     with fake_model(behaviours, work) as model:
         warm_up = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db,
                                           count=SIZES["pipeline_warm_up_records"][quick],
