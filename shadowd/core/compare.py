@@ -20,7 +20,15 @@ from shadowd.core.markdown import MarkdownSignature, markdown_signature
 from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, NoiseObservation, describe
 from shadowd.core.results import SideResult
 from shadowd.core.schema import CompiledSchema, compile_schema
-from shadowd.core.shape import ARRAY_ITEM, ShapeNode, first_pointer, flatten, pointer, shape_token
+from shadowd.core.shape import (
+    ARRAY_ITEM,
+    ShapeNode,
+    first_pointer,
+    flatten,
+    pointer,
+    same_skeleton,
+    shape_token,
+)
 from shadowd.core.values import (
     MAX_LEAVES,
     Leaf,
@@ -543,6 +551,8 @@ def _format_findings(base: _Output, other: _Output) -> list[Finding]:
 def _structure_findings(base: _Output, other: _Output, context: _Context) -> list[Finding]:
     if base.json is None or other.json is None:
         return []
+    if same_skeleton(base.json.value, other.json.value):
+        return []  # equal shape trees: the walk would find nothing, so they are not built
     walk = _ShapeWalk(base.json.value, other.json.value, context.ignored)
     walk.diff(base.shape, other.shape, "", ())
     return walk.findings

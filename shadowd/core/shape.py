@@ -94,6 +94,45 @@ def _fill(node: ShapeNode, values: list[Any], depth: int) -> None:
             _fill(node.items, elements, depth + 1)
 
 
+def same_skeleton(before: Any, after: Any) -> bool:
+    """Whether `flatten(before)` and `flatten(after)` are certainly equal trees, checked without building
+    them: the same Python type at every path, the same keys in every object, and arrays whose items all
+    have one skeleton on both sides. False means "not shown equal": the shape trees may still be."""
+    return _same_skeleton(before, after, 0)
+
+
+def _same_skeleton(one: Any, two: Any, depth: int) -> bool:
+    kind = type(one)
+    if kind is not type(two):
+        return False
+    if kind is dict:
+        if depth >= MAX_SHAPE_DEPTH or one.keys() != two.keys():
+            return False
+        for key, child in one.items():
+            counterpart = two[key]
+            child_kind = type(child)
+            if child_kind is not type(counterpart):
+                return False
+            if (child_kind is dict or child_kind is list) and not _same_skeleton(child, counterpart, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if not one or not two:
+            return not one and not two  # an empty array against items: left to the full diff
+        if depth >= MAX_SHAPE_DEPTH:
+            return False
+        kinds = set(map(type, one))
+        if kinds != set(map(type, two)):
+            return False
+        if dict not in kinds and list not in kinds:
+            return True  # scalars only: the item node is their set of types
+        if len(kinds) != 1:
+            return False  # containers mixed with other types: left to the full diff
+        first = one[0]
+        return all(_same_skeleton(first, item, depth + 1) for item in itertools.chain(itertools.islice(one, 1, None), two))
+    return True
+
+
 def first_pointer(value: Any, path: Sequence[str | None]) -> str | None:
     """The JSON pointer of the first value (in document order) at a shape path, given as object
     keys and None for "any array item"; None when there is none."""
