@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from shadowd.core.findings import Code, Finding, Status
+from shadowd.core.findings import CODES, Code, Finding, Status
 from shadowd.core.jsonextract import JSON_KINDS, ExtractedJson, extract_json
 from shadowd.core.jsonpath import compile_ignore_paths
 from shadowd.core.markdown import MarkdownSignature, markdown_signature
@@ -33,8 +33,8 @@ from shadowd.core.values import (
     MAX_LEAVES,
     Leaf,
     changed_leaf_pairs,
-    comparable_kinds,
     is_prose,
+    reported_change,
     same_value,
     scalar_leaves,
     shown,
@@ -50,6 +50,7 @@ _LENGTH_RATIO_MAX = 2.0
 _MAX_DETAIL_CHARS = 400
 _DIGITS = re.compile(r"/\d+(?=/|$)")
 _NULL_ONLY = frozenset({"null"})
+_VALUE_SEVERITY = CODES[Code.VALUE_CHANGED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +196,10 @@ def _value_stability(base: _Output, repeat: _Output, context: _Context) -> tuple
     observed: set[str] = set()
     unstable: set[str] = set()
     for identity, leaf in before.items():
-        if context.ignores(leaf.shape_key):
+        ignored, listed = context.value_rules(leaf.shape_key)
+        if ignored:
             continue
         counterpart = after.get(identity)
-        listed = context.lists(leaf.shape_key)
         if not listed and (is_prose(leaf.value) or (counterpart is not None and is_prose(counterpart.value))):
             continue
         observed.add(leaf.key)
@@ -225,28 +226,26 @@ def _value_findings(
     threshold) or the path is listed in value_paths."""
     findings: list[Finding] = []
     for leaf, counterpart in _value_pairs(base, other):
-        if context.ignores(leaf.shape_key):
+        ignored, listed = context.value_rules(leaf.shape_key)
+        if ignored:
             continue  # (a key that is gone has no pair: it is schema.key_missing's to report)
         before_value, after_value = leaf.value, counterpart.value
-        listed = context.lists(leaf.shape_key)
-        if not listed and (is_prose(before_value) or is_prose(after_value)):
+        if not reported_change(before_value, after_value, listed):
             continue
-        if same_value(before_value, after_value) or not comparable_kinds(before_value, after_value):
-            continue
-        detail = f"{leaf.key}: baseline {shown(before_value)}, candidate {shown(after_value)}"
-        finding = Finding.of(Code.VALUE_CHANGED, _clip(detail), counterpart.pointer)
-        if not listed:
-            rate = _noisy(model.path_rate(leaf.key), threshold)
-            if unstable is not None and leaf.key in unstable:
-                finding = dataclasses.replace(
-                    finding, noise=True,
-                    detail=_clip(f"{detail} (noise: the baseline's second replay differs here too)"),
-                )
-            elif rate is not None:
-                finding = dataclasses.replace(
-                    finding, noise=True, detail=_clip(f"{detail} (noise: {describe(rate)} on this route)")
-                )
-        findings.append(finding)
+        key = leaf.key
+        detail = f"{key}: baseline {shown(before_value)}, candidate {shown(after_value)}"
+        if listed:
+            findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
+        elif unstable is not None and key in unstable:
+            detail = _clip(f"{detail} (noise: the baseline's second replay differs here too)")
+            findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
+        else:
+            rate = _noisy(model.path_rate(key), threshold)
+            if rate is None:
+                findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
+            else:
+                detail = _clip(f"{detail} (noise: {describe(rate)} on this route)")
+                findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
     return findings
 
 
@@ -431,6 +430,7 @@ class _Context:
     def __init__(self, rules: Any, tools: Any) -> None:
         self.notes: list[str] = []
         self._compiled: dict[int, tuple[Any, CompiledSchema | str]] = {}
+        self._value_rules: dict[str, tuple[bool, bool]] = {}
         self.output_schema: Any = getattr(rules, "output_schema", None)
         ignore_paths = getattr(rules, "ignore_paths", ())
         self.ignored = (
@@ -458,6 +458,13 @@ class _Context:
 
     def ignores(self, shape_key: str) -> bool:
         return self.ignored is not None and self.ignored.match(shape_key) is not None
+
+    def value_rules(self, shape_key: str) -> tuple[bool, bool]:
+        """(ignores, lists) for one shape key, memoized: array items share theirs."""
+        rules = self._value_rules.get(shape_key)
+        if rules is None:
+            rules = self._value_rules[shape_key] = (self.ignores(shape_key), self.lists(shape_key))
+        return rules
 
     def lists(self, shape_key: str) -> bool:
         """Whether value_paths names this path (or one above it)."""

@@ -81,33 +81,68 @@ def changed_leaf_pairs(
     document has more than MAX_LEAVES leaves (scalar_leaves stops there).
     """
     pairs: list[tuple[Leaf, Leaf]] = []
-    # (before's value, after's value, pointer, depth, shape key, JSONPath): the paths grow with the walk,
-    # each part made once per container rather than once per leaf below it.
-    stack: list[tuple[Any, Any, str, int, str, str]] = [(before, after, "", 0, "", "$")]
-    while stack:
-        one, two, relative, depth, shape, path = stack.pop()
-        if one == two:
-            continue
+    if before == after:
+        return pairs
+    if isinstance(before, dict) and isinstance(after, list) or isinstance(before, list) and isinstance(after, dict):
+        return None
+    walk = _PairWalk(pairs, before_prefix, after_prefix, key_prefix)
+    try:
+        walk.children(before, after, "", 0, "", "$")
+    except _Unpairable:
+        return None
+    return pairs
+
+
+class _Unpairable(Exception):
+    """An object against an array at one pointer: changed_leaf_pairs cannot pair them as scalar_leaves does."""
+
+
+class _PairWalk:
+    """changed_leaf_pairs' walk, depth-first in the baseline's document order. Paths are built only for
+    the children that differ, each part once per container rather than once per leaf below it."""
+
+    __slots__ = ("after_prefix", "before_prefix", "key_prefix", "pairs")
+
+    def __init__(self, pairs: list[tuple[Leaf, Leaf]], before_prefix: str, after_prefix: str, key_prefix: str) -> None:
+        self.pairs, self.before_prefix, self.after_prefix, self.key_prefix = pairs, before_prefix, after_prefix, key_prefix
+
+    def children(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
+        """The pairs below two unequal values at one pointer, `depth` deep (the values are known unequal)."""
+        if isinstance(one, dict):
+            if not isinstance(two, dict) or depth >= MAX_SHAPE_DEPTH:
+                return
+            for key, child in one.items():
+                if key not in two:
+                    continue
+                counterpart = two[key]
+                if child == counterpart:
+                    continue
+                name = str(key)
+                self.child(child, counterpart, f"{relative}/{escape_token(name)}", depth + 1,
+                           f"{shape}/{shape_token(name)}", path + _json_path_part(name))
+        elif isinstance(one, list):
+            if not isinstance(two, list) or depth >= MAX_SHAPE_DEPTH:
+                return
+            item_shape, item_path = f"{shape}/{ARRAY_ITEM}", path + "[*]"
+            for index in range(min(len(one), len(two))):
+                child, counterpart = one[index], two[index]
+                if child == counterpart:
+                    continue
+                self.child(child, counterpart, f"{relative}/{index}", depth + 1, item_shape, item_path)
+
+    def child(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
         if isinstance(one, dict):
             if isinstance(two, list):
-                return None
-            if isinstance(two, dict) and depth < MAX_SHAPE_DEPTH:
-                for key in reversed(list(one)):
-                    if key in two:
-                        name = str(key)
-                        stack.append((one[key], two[key], f"{relative}/{escape_token(name)}", depth + 1,
-                                      f"{shape}/{shape_token(name)}", path + _json_path_part(name)))
+                raise _Unpairable
+            self.children(one, two, relative, depth, shape, path)
         elif isinstance(one, list):
             if isinstance(two, dict):
-                return None
-            if isinstance(two, list) and depth < MAX_SHAPE_DEPTH:
-                item_shape, item_path = f"{shape}/{ARRAY_ITEM}", path + "[*]"
-                for index in range(min(len(one), len(two)) - 1, -1, -1):
-                    stack.append((one[index], two[index], f"{relative}/{index}", depth + 1, item_shape, item_path))
-        elif depth and not isinstance(two, dict | list):
-            key = key_prefix + path
-            pairs.append((Leaf(before_prefix + relative, key, shape, one), Leaf(after_prefix + relative, key, shape, two)))
-    return pairs
+                raise _Unpairable
+            self.children(one, two, relative, depth, shape, path)
+        elif not isinstance(two, dict | list):
+            key = self.key_prefix + path
+            self.pairs.append((Leaf(self.before_prefix + relative, key, shape, one),
+                               Leaf(self.after_prefix + relative, key, shape, two)))
 
 
 def _walk(document: Any) -> Iterator[tuple[str, tuple[str | None, ...], Any]]:
@@ -163,6 +198,24 @@ def comparable_kinds(before: Any, after: Any) -> bool:
     """Same JSON type, or one side null. Other type changes are schema.type_changed's to report."""
     kind_before, kind_after = json_kind(before), json_kind(after)
     return kind_before == kind_after or "null" in (kind_before, kind_after)
+
+
+# Python types whose values are one JSON type each, compared by `==` (floats: NaN equals NaN).
+_PLAIN_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
+def reported_change(before: Any, after: Any, listed: bool) -> bool:
+    """Whether the value rule reports `before` -> `after`: not prose (unless `listed`), not the same
+    value, and of comparable kinds. One pass for the usual pair of one plain type; any other pair is
+    decided by is_prose, same_value and comparable_kinds themselves."""
+    kind = type(before)
+    if kind is type(after) and kind in _PLAIN_SCALARS:
+        if kind is str and not listed and (len(before) > MAX_COMPARED_STRING or len(after) > MAX_COMPARED_STRING):
+            return False
+        return not (before == after or (kind is float and before != before and after != after))
+    if not listed and (is_prose(before) or is_prose(after)):
+        return False
+    return not same_value(before, after) and comparable_kinds(before, after)
 
 
 def shown(value: Any) -> str:
