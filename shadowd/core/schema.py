@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
+import orjson
 from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema.validators import (
@@ -51,11 +52,56 @@ class CompiledSchema:
 
 def compile_schema(schema: Any) -> CompiledSchema | str:
     """The compiled schema, cached by its canonical JSON, or why it cannot be used."""
+    canonical = _known_canonical(schema)
+    if canonical is None:
+        try:
+            canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return f"schema is not JSON: {exc}"[:300]
+        _remember_canonical(schema, canonical)
+    return _compile(canonical)
+
+
+# --- the canonical JSON of a schema seen before -------------------------------------------------------
+# json.dumps(sort_keys=True) of a 3 KB schema takes ~70 µs, and the comparator needs it for every
+# schema of every comparison (tool schemas arrive with each request). orjson writes one in a few µs,
+# but is not the same function: it accepts values json.dumps rejects (NaN as null, UUIDs, enums).
+# So its bytes only find a canonical form json.dumps already gave, and only for a schema equal in
+# Python to that canonical form parsed back; orjson tells 1, 1.0 and true apart, which `==` does not.
+# Equal in Python with the same orjson bytes, the two schemas are the same JSON.
+
+_ORJSON_STRICT = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_MAX_KNOWN = 1024
+_known: dict[bytes, tuple[Any, str]] = {}  # orjson bytes -> (json.loads(canonical), canonical)
+
+
+def _orjson_key(schema: Any) -> bytes | None:
     try:
-        key = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return f"schema is not JSON: {exc}"[:300]
-    return _compile(key)
+        return orjson.dumps(schema, option=_ORJSON_STRICT)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def _known_canonical(schema: Any) -> str | None:
+    key = _orjson_key(schema)
+    entry = None if key is None else _known.get(key)
+    if entry is None:
+        return None
+    parsed, canonical = entry
+    try:
+        same = bool(schema == parsed)
+    except Exception:  # a value whose == raises: the slow way decides
+        return None
+    return canonical if same else None
+
+
+def _remember_canonical(schema: Any, canonical: str) -> None:
+    key = _orjson_key(schema)
+    if key is None:
+        return
+    if len(_known) >= _MAX_KNOWN:
+        _known.clear()
+    _known[key] = (json.loads(canonical), canonical)
 
 
 @functools.lru_cache(maxsize=1024)
