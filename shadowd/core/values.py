@@ -93,6 +93,15 @@ def changed_leaf_pairs(
     return pairs
 
 
+def _parts(name: str) -> tuple[str, str, str]:
+    """An object key's parts of a JSON pointer, a shape key and a JSONPath."""
+    return "/" + escape_token(name), "/" + shape_token(name), _path_part(name)
+
+
+# Keys repeat across answers: a short one's parts are made once (long ones are not kept).
+_key_parts = functools.lru_cache(maxsize=4096)(_parts)
+
+
 class _Unpairable(Exception):
     """An object against an array at one pointer: changed_leaf_pairs cannot pair them as scalar_leaves does."""
 
@@ -118,8 +127,8 @@ class _PairWalk:
                 if child == counterpart:
                     continue
                 name = str(key)
-                self.child(child, counterpart, f"{relative}/{escape_token(name)}", depth + 1,
-                           f"{shape}/{shape_token(name)}", path + _json_path_part(name))
+                pointer_part, shape_part, path_part = _key_parts(name) if len(name) <= 64 else _parts(name)
+                self.child(child, counterpart, relative + pointer_part, depth + 1, shape + shape_part, path + path_part)
         elif isinstance(one, list):
             if not isinstance(two, list) or depth >= MAX_SHAPE_DEPTH:
                 return

@@ -52,6 +52,8 @@ CASES = [
     ({"v": 5, "w": [1]}, {"v": {"a": 5}, "w": 1}),
     # keys with characters a pointer escapes
     ({"a/b": 1, "c~d": 2, "*": 3}, {"a/b": 9, "c~d": 2, "*": 4}),
+    # a key too long for the cache of path parts, with characters a pointer escapes
+    ({"k/~" * 30: 1, "a": {"k/~" * 30: [1]}}, {"k/~" * 30: 3, "a": {"k/~" * 30: [2]}}),
     # prose (long strings) and a listed path
     ({"summary": "x" * 80, "code": "A1"}, {"summary": "y" * 80, "code": "B2"}),
 ]
