@@ -225,8 +225,9 @@ def _value_findings(
     baseline is stable there (its second replay agreed and the learned rate is under the
     threshold) or the path is listed in value_paths."""
     findings: list[Finding] = []
+    known_rules = context.known_value_rules
     for leaf, counterpart in _value_pairs(base, other):
-        ignored, listed = context.value_rules(leaf.shape_key)
+        ignored, listed = known_rules.get(leaf.shape_key) or context.value_rules(leaf.shape_key)
         if ignored:
             continue  # (a key that is gone has no pair: it is schema.key_missing's to report)
         before_value, after_value = leaf.value, counterpart.value
@@ -430,7 +431,7 @@ class _Context:
     def __init__(self, rules: Any, tools: Any) -> None:
         self.notes: list[str] = []
         self._compiled: dict[int, tuple[Any, CompiledSchema | str]] = {}
-        self._value_rules: dict[str, tuple[bool, bool]] = {}
+        self.known_value_rules: dict[str, tuple[bool, bool]] = {}  # value_rules' memo
         self.output_schema: Any = getattr(rules, "output_schema", None)
         ignore_paths = getattr(rules, "ignore_paths", ())
         self.ignored = (
@@ -461,9 +462,9 @@ class _Context:
 
     def value_rules(self, shape_key: str) -> tuple[bool, bool]:
         """(ignores, lists) for one shape key, memoized: array items share theirs."""
-        rules = self._value_rules.get(shape_key)
+        rules = self.known_value_rules.get(shape_key)
         if rules is None:
-            rules = self._value_rules[shape_key] = (self.ignores(shape_key), self.lists(shape_key))
+            rules = self.known_value_rules[shape_key] = (self.ignores(shape_key), self.lists(shape_key))
         return rules
 
     def lists(self, shape_key: str) -> bool:

@@ -85,6 +85,8 @@ def changed_leaf_pairs(
         return pairs
     if isinstance(before, dict) and isinstance(after, list) or isinstance(before, list) and isinstance(after, dict):
         return None
+    if not isinstance(before, dict | list) or not isinstance(after, dict | list):
+        return pairs  # a bare scalar document has no path to compare
     walk = _PairWalk(pairs, before_prefix, after_prefix, key_prefix)
     try:
         walk.children(before, after, "", 0, "", "$")
@@ -116,10 +118,10 @@ class _PairWalk:
         self.pairs, self.before_prefix, self.after_prefix, self.key_prefix = pairs, before_prefix, after_prefix, key_prefix
 
     def children(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
-        """The pairs below two unequal values at one pointer, `depth` deep (the values are known unequal)."""
+        """The pairs below two unequal containers at one pointer, `depth` deep."""
+        if depth >= MAX_SHAPE_DEPTH:
+            return
         if isinstance(one, dict):
-            if not isinstance(two, dict) or depth >= MAX_SHAPE_DEPTH:
-                return
             for key, child in one.items():
                 if key not in two:
                     continue
@@ -129,9 +131,7 @@ class _PairWalk:
                 name = str(key)
                 pointer_part, shape_part, path_part = _key_parts(name) if len(name) <= 64 else _parts(name)
                 self.child(child, counterpart, relative + pointer_part, depth + 1, shape + shape_part, path + path_part)
-        elif isinstance(one, list):
-            if not isinstance(two, list) or depth >= MAX_SHAPE_DEPTH:
-                return
+        else:
             item_shape, item_path = f"{shape}/{ARRAY_ITEM}", path + "[*]"
             for index in range(min(len(one), len(two))):
                 child, counterpart = one[index], two[index]
@@ -140,18 +140,17 @@ class _PairWalk:
                 self.child(child, counterpart, f"{relative}/{index}", depth + 1, item_shape, item_path)
 
     def child(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
-        if isinstance(one, dict):
-            if isinstance(two, list):
+        """Two unequal values at one pointer: a pair of scalars, or the pairs below two containers."""
+        one_container, two_container = isinstance(one, dict | list), isinstance(two, dict | list)
+        if not one_container:
+            if not two_container:
+                key = self.key_prefix + path
+                self.pairs.append((Leaf(self.before_prefix + relative, key, shape, one),
+                                   Leaf(self.after_prefix + relative, key, shape, two)))
+        elif two_container:
+            if isinstance(one, dict) is not isinstance(two, dict):
                 raise _Unpairable
             self.children(one, two, relative, depth, shape, path)
-        elif isinstance(one, list):
-            if isinstance(two, dict):
-                raise _Unpairable
-            self.children(one, two, relative, depth, shape, path)
-        elif not isinstance(two, dict | list):
-            key = self.key_prefix + path
-            self.pairs.append((Leaf(self.before_prefix + relative, key, shape, one),
-                               Leaf(self.after_prefix + relative, key, shape, two)))
 
 
 def _walk(document: Any) -> Iterator[tuple[str, tuple[str | None, ...], Any]]:
