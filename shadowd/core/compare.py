@@ -50,7 +50,7 @@ _LENGTH_RATIO_MAX = 2.0
 _MAX_DETAIL_CHARS = 400
 _DIGITS = re.compile(r"/\d+(?=/|$)")
 _NULL_ONLY = frozenset({"null"})
-_VALUE_SEVERITY = CODES[Code.VALUE_CHANGED]
+_VALUE_CHANGED, _VALUE_SEVERITY = Code.VALUE_CHANGED, CODES[Code.VALUE_CHANGED]  # read once per finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,17 +236,17 @@ def _value_findings(
         key = leaf.key
         detail = f"{key}: baseline {shown(before_value)}, candidate {shown(after_value)}"
         if listed:
-            findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
+            findings.append(Finding(_VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
         elif unstable is not None and key in unstable:
             detail = _clip(f"{detail} (noise: the baseline's second replay differs here too)")
-            findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
+            findings.append(Finding(_VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
         else:
             rate = _noisy(model.path_rate(key), threshold)
             if rate is None:
-                findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
+                findings.append(Finding(_VALUE_CHANGED, _VALUE_SEVERITY, _clip(detail), counterpart.pointer))
             else:
                 detail = _clip(f"{detail} (noise: {describe(rate)} on this route)")
-                findings.append(Finding(Code.VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
+                findings.append(Finding(_VALUE_CHANGED, _VALUE_SEVERITY, detail, counterpart.pointer, noise=True))
     return findings
 
 

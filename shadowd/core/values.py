@@ -95,6 +95,11 @@ def changed_leaf_pairs(
     return pairs
 
 
+# Leaf(...) runs NamedTuple's generated __new__ in Python; tuple.__new__ builds the same Leaf in C,
+# 4x faster, which counts at two leaves per changed value.
+_new_tuple: Any = tuple.__new__
+
+
 def _parts(name: str) -> tuple[str, str, str]:
     """An object key's parts of a JSON pointer, a shape key and a JSONPath."""
     return "/" + escape_token(name), "/" + shape_token(name), _path_part(name)
@@ -145,8 +150,8 @@ class _PairWalk:
         if not one_container:
             if not two_container:
                 key = self.key_prefix + path
-                self.pairs.append((Leaf(self.before_prefix + relative, key, shape, one),
-                                   Leaf(self.after_prefix + relative, key, shape, two)))
+                self.pairs.append((_new_tuple(Leaf, (self.before_prefix + relative, key, shape, one)),
+                                   _new_tuple(Leaf, (self.after_prefix + relative, key, shape, two))))
         elif two_container:
             if isinstance(one, dict) is not isinstance(two, dict):
                 raise _Unpairable
