@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -225,9 +226,8 @@ def _value_findings(
     baseline is stable there (its second replay agreed and the learned rate is under the
     threshold) or the path is listed in value_paths."""
     findings: list[Finding] = []
-    known_rules = context.known_value_rules
     for leaf, counterpart in _value_pairs(base, other):
-        ignored, listed = known_rules.get(leaf.shape_key) or context.value_rules(leaf.shape_key)
+        ignored, listed = context.value_rules(leaf.shape_key)
         if ignored:
             continue  # (a key that is gone has no pair: it is schema.key_missing's to report)
         before_value, after_value = leaf.value, counterpart.value
@@ -431,7 +431,6 @@ class _Context:
     def __init__(self, rules: Any, tools: Any) -> None:
         self.notes: list[str] = []
         self._compiled: dict[int, tuple[Any, CompiledSchema | str]] = {}
-        self.known_value_rules: dict[str, tuple[bool, bool]] = {}  # value_rules' memo
         self.output_schema: Any = getattr(rules, "output_schema", None)
         ignore_paths = getattr(rules, "ignore_paths", ())
         self.ignored = (
@@ -461,11 +460,10 @@ class _Context:
         return self.ignored is not None and self.ignored.match(shape_key) is not None
 
     def value_rules(self, shape_key: str) -> tuple[bool, bool]:
-        """(ignores, lists) for one shape key, memoized: array items share theirs."""
-        rules = self.known_value_rules.get(shape_key)
-        if rules is None:
-            rules = self.known_value_rules[shape_key] = (self.ignores(shape_key), self.lists(shape_key))
-        return rules
+        """(ignores, lists) for one shape key."""
+        if len(shape_key) > _MAX_CACHED_SHAPE_KEY:
+            return _path_rules(self.ignored, self.listed, shape_key)
+        return _cached_path_rules(self.ignored, self.listed, shape_key)
 
     def lists(self, shape_key: str) -> bool:
         """Whether value_paths names this path (or one above it)."""
@@ -517,6 +515,19 @@ class _Context:
     def _note(self, note: str) -> None:
         if note not in self.notes:
             self.notes.append(note)
+
+
+def _path_rules(ignored: re.Pattern[str] | None, listed: re.Pattern[str] | None, shape_key: str) -> tuple[bool, bool]:
+    return (
+        ignored is not None and ignored.match(shape_key) is not None,
+        listed is not None and listed.match(shape_key) is not None,
+    )
+
+
+# The same paths recur in every answer of a route, and the compiled patterns are shared (an lru_cache
+# in jsonpath): matched once per path and pattern, not once per leaf of each comparison.
+_MAX_CACHED_SHAPE_KEY = 200
+_cached_path_rules = functools.lru_cache(maxsize=8192)(_path_rules)
 
 
 # --- the rules ------------------------------------------------------------------------------------
