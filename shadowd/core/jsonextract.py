@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shadowd.core.fastjson import loads_exact
+
 JsonKind = Literal["bare", "fenced", "embedded"]
 
 # How a text "was JSON" for format.json_invalid: the whole text, or one fenced block.
@@ -50,11 +52,29 @@ def extract_json(text: str) -> ExtractedJson | None:
 
 
 def _loads_container(text: str) -> dict[str, Any] | list[Any] | None:
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
+    value = _loads_fast(text)
+    if value is None:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
     return value if isinstance(value, dict | list) else None
+
+
+# json.loads gives up (RecursionError) at a nesting depth set by the recursion limit less the caller's
+# stack, orjson only past 1,024 levels: a text with this many brackets or more is left to json alone.
+_MAX_FAST_BRACKETS = 500
+
+
+def _loads_fast(text: str) -> Any | None:
+    """`json.loads(text)` read by orjson where that cannot differ (`fastjson.loads_exact`); None: ask json."""
+    if text.count("[") + text.count("{") >= _MAX_FAST_BRACKETS:
+        return None
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: json.loads reads it, orjson would not
+        return None
+    return loads_exact(data)
 
 
 def _find_embedded(text: str) -> dict[str, Any] | list[Any] | None:
