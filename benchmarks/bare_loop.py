@@ -135,10 +135,20 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, required=True)
     parser.add_argument("--http-stack", choices=["shadowd", "httpx", "aiohttp"], default="shadowd",
                         help="shadowd: the client exactly as shadowd's AnthropicModelClient builds it")
+    parser.add_argument("--gc", choices=["interpreter", "shadowd"], default="interpreter",
+                        help="interpreter: CPython's collector as it starts (the reference); shadowd: the collector "
+                             "set-up of `shadowd run` (start-up heap frozen, thresholds widened)")
     parser.add_argument("--baseline", default="claude-opus-4-6")
     parser.add_argument("--candidate", default="claude-opus-4-7")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main_async(args))))
+    if args.gc == "shadowd":
+        from shadowd.daemon import freeze_startup_heap, widen_collector_thresholds
+
+        freeze_startup_heap()
+        widen_collector_thresholds()
+    result = asyncio.run(main_async(args))
+    result["gc"] = args.gc
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -372,7 +372,7 @@ def attach_batches(pipeline: Any, config: Any, store: Any, base_url: str | None 
     settings = config.batch
     client = anthropic.AsyncAnthropic(
         base_url=base_url or config.models.base_url, api_key=config.api_key() or "unset", max_retries=0,
-        timeout=config.models.timeout_s,
+        timeout=config.models.timeout_s, open_telemetry=config.models.sdk_open_telemetry,
     )
     replayer = BatchReplayer(
         client, ledger, profiles=config.profiles, price_multiplier=price_multiplier(config.models.batch_discount),

@@ -81,6 +81,15 @@ class ModelsConfig(_Strict):
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Share of the price the Message Batches API takes off (replay_mode: batch): 0.5 = half price.
     batch_discount: float = Field(default=0.5, ge=0, lt=1)
+    # The SDK's OpenTelemetry spans (and trace headers) for shadow calls. Off by default: shadow calls
+    # are not production traffic, and starting a span costs about 7 % of the SDK's CPU per call.
+    # true: the SDK's own default, which its ANTHROPIC_OPEN_TELEMETRY* environment variables steer.
+    sdk_traces: bool = False
+
+    @property
+    def sdk_open_telemetry(self) -> Literal[False] | None:
+        """The SDK client's `open_telemetry` option: False turns its tracing off, None leaves it to the SDK."""
+        return None if self.sdk_traces else False
 
 
 class BatchSection(_Strict):

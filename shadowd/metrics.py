@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import GC_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram
 
 from shadowd.ports_kafka import RecordSource
 
@@ -20,6 +20,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # python_gc_*: what the cyclic collector does under `shadowd run`'s widened thresholds.
+        r.register(GC_COLLECTOR)
         self.records = Counter("shadowd_records_total", "Input records by outcome.", ["outcome"], registry=r)
         self.verdicts = Counter("shadowd_verdicts_total", "Verdicts stored.", ["rollout", "status"], registry=r)
         self.findings = Counter("shadowd_findings_total", "Non-noise findings.", ["rollout", "code"], registry=r)

@@ -51,6 +51,7 @@ def model_client(
         profiles=config.profiles,
         retry=RetryPolicy(max_attempts=config.models.max_attempts, deadline_s=config.models.retry_deadline_s),
         metrics=metrics,
+        open_telemetry=config.models.sdk_open_telemetry,
     )
 
 

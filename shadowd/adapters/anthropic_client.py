@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 
@@ -137,6 +137,7 @@ class AnthropicModelClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        open_telemetry: Literal[False] | None = False,
     ) -> None:
         self._client = anthropic.AsyncAnthropic(
             base_url=base_url,
@@ -144,6 +145,7 @@ class AnthropicModelClient:
             max_retries=0,
             timeout=timeout_s,
             http_client=_http_client(max_concurrency, timeout_s),
+            open_telemetry=open_telemetry,  # False: no spans (models.sdk_traces); None: the SDK's default
         )
         # The floor keeps a busy API from squeezing the shadow to a single call at a time.
         self.permits = CallPermits(AdaptiveLimit(max_concurrency, min_limit=max(1, max_concurrency // 32)), monotonic)

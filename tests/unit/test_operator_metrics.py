@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -113,3 +114,11 @@ def test_gate_figures_become_per_rollout_gauges_and_unknown_figures_are_left_out
     assert _sample(metrics, "shadowd_gate_regression_rate_increase", {"rollout": "r", "bound": "lower"}) is None
     assert _sample(metrics, "shadowd_gate_candidate_regression_rate", {"rollout": "r"}) is None
     assert _sample(metrics, "shadowd_gate_baseline_noise_rate", {"rollout": "r"}) == 0.01
+
+
+def test_metrics_show_the_cyclic_collectors_work() -> None:
+    metrics = Metrics()
+    before = _sample(metrics, "python_gc_collections_total", {"generation": "0"})
+    gc.collect(0)
+    after = _sample(metrics, "python_gc_collections_total", {"generation": "0"})
+    assert before is not None and after is not None and after >= before + 1
