@@ -82,7 +82,8 @@ class ModelsConfig(_Strict):
     # Share of the price the Message Batches API takes off (replay_mode: batch): 0.5 = half price.
     batch_discount: float = Field(default=0.5, ge=0, lt=1)
     # The SDK's OpenTelemetry spans (and trace headers) for shadow calls. Off by default: shadow calls
-    # are not production traffic, and starting a span costs about 7 % of the SDK's CPU per call.
+    # are not production traffic, and a span took 10-12 % of the SDK's own CPU per call
+    # (benchmarks/sdk_traces_bench.py).
     # true: the SDK's own default, which its ANTHROPIC_OPEN_TELEMETRY* environment variables steer.
     sdk_traces: bool = False
 
