@@ -109,3 +109,14 @@ def run_cli_json(*args: str, env: dict[str, str] | None = None) -> Any:
     result = run_cli(*args, "--json", env=env)
     assert result.returncode == 0, f"shadowd {' '.join(args)} exited {result.returncode}: {result.stderr[-3000:]}"
     return json.loads(result.stdout)
+
+
+@contextmanager
+def replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """`owner.name` is `value` inside the block (a shortcut turned off to get its slow path's answer)."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)

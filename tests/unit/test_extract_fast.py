@@ -12,17 +12,14 @@ from hypothesis import strategies as st
 
 from shadowd.core import jsonextract
 from shadowd.core.jsonextract import extract_json
+from tests.helpers import replaced
 
 
 def _both_ways(text: str) -> tuple[str, str]:
     """repr of extract_json's answer with and without orjson (repr tells 1 from 1.0 and True)."""
     fast = extract_json(text)
-    original = jsonextract._loads_fast
-    jsonextract._loads_fast = lambda text: None  # json.loads alone
-    try:
+    with replaced(jsonextract, "_loads_fast", lambda text: None):  # json.loads alone
         slow = extract_json(text)
-    finally:
-        jsonextract._loads_fast = original
     return repr(fast), repr(slow)
 
 

@@ -14,6 +14,7 @@ from shadowd.core import compare as compare_module
 from shadowd.core.compare import RouteRules, compare
 from shadowd.core.results import SideResult, Usage
 from shadowd.core.shape import same_skeleton
+from tests.helpers import replaced
 
 
 def _side(text: str) -> SideResult:
@@ -24,12 +25,8 @@ def _side(text: str) -> SideResult:
 def _both_ways(before: Any, after: Any, rules: RouteRules) -> tuple[Any, Any]:
     baseline, candidate = _side(json.dumps(before)), _side(json.dumps(after))
     fast = compare(baseline, candidate, None, rules=rules)
-    original = compare_module.same_skeleton
-    compare_module.same_skeleton = lambda one, two: False  # always build and walk the shape trees
-    try:
+    with replaced(compare_module, "same_skeleton", lambda one, two: False):  # always build and walk the trees
         slow = compare(baseline, candidate, None, rules=rules)
-    finally:
-        compare_module.same_skeleton = original
     return fast, slow
 
 

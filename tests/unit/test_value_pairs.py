@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shadowd.core import compare as compare_module
 from shadowd.core.compare import RouteRules, compare
 from shadowd.core.results import SideResult, Usage
+from tests.helpers import replaced
 
 
 def _side(text: str, calls: tuple[dict[str, Any], ...] = ()) -> SideResult:
@@ -26,12 +27,8 @@ def _call(name: str, value: Any, index: int = 1) -> dict[str, Any]:
 
 def _both_ways(baseline: SideResult, candidate: SideResult, rules: RouteRules) -> tuple[Any, Any]:
     fast = compare(baseline, candidate, None, rules=rules)
-    original = compare_module._changed_value_pairs
-    compare_module._changed_value_pairs = lambda base, other: None  # every leaf, as values() pairs them
-    try:
+    with replaced(compare_module, "_changed_value_pairs", lambda base, other: None):  # every leaf, as values() pairs
         exhaustive = compare(baseline, candidate, None, rules=rules)
-    finally:
-        compare_module._changed_value_pairs = original
     return fast, exhaustive
 
 
