@@ -332,7 +332,10 @@ EOF
   done
   as_pg "$os_user" "$bin/psql" -q -v ON_ERROR_STOP=1 -h "$socket" -p "$port" -U postgres -d postgres \
     -c "CREATE ROLE $PG_ROLE LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD'" \
+    -c "GRANT pg_signal_backend TO $PG_ROLE" \
     -c "CREATE DATABASE $PG_DB OWNER $PG_ROLE" >/dev/null
+  # pg_signal_backend: a test's DROP DATABASE ... WITH (FORCE) may meet an autovacuum worker on the
+  # database, which only a superuser or a member of pg_signal_backend may end.
   # The same path the tests take: TCP and a password.
   PGPASSWORD="$PG_PASSWORD" "$bin/psql" -q -X -tA -h 127.0.0.1 -p "$port" -U "$PG_ROLE" -d "$PG_DB" \
     -c 'select 1' >/dev/null || die "PostgreSQL does not accept $PG_ROLE over TCP"

@@ -186,9 +186,23 @@ async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError):
         return
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _drop_database(admin, name)
     finally:
         await admin.close()
+
+
+async def _drop_database(admin: asyncpg.Connection, name: str, timeout_s: float = 30.0) -> None:
+    """DROP DATABASE ... WITH (FORCE), waiting out a backend the role may not end: an autovacuum worker
+    on a busy test database, on a server whose test role is not in pg_signal_backend."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
