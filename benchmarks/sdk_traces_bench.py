@@ -1,11 +1,13 @@
-"""The SDK's CPU per Messages call with its OpenTelemetry spans on (the SDK's default) and off
-(`models.sdk_traces: false`, shadowd's default).
+"""The SDK's CPU per Messages call three ways: `messages.create` with its OpenTelemetry spans on (the
+SDK's default), the same with them off (`models.sdk_traces: false`, shadowd's default), and the way
+shadowd sends a non-streamed replay with spans off: the recorded body through the client's `post`
+(`shadowd.adapters.anthropic_client`), without `messages.create`'s work on the parameters.
 
     python benchmarks/sdk_traces_bench.py [--rounds 12] [--calls 400]
 
 In-process and without sockets (the SDK's client over an `httpx2.MockTransport` that answers a fixed
 message), so what differs is the SDK's own work per call: building the request, starting the span,
-reading the response. Rounds alternate the two clients; the medians are printed as one JSON object.
+reading the response. Rounds alternate the variants; the medians are printed as one JSON object.
 No OpenTelemetry SDK is configured, as in a process that installed none: the span is started and
 found not to record.
 """
@@ -16,10 +18,17 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import anthropic
+import orjson
+
+from shadowd.adapters.anthropic_client import request_content
 
 try:
     import httpx2 as httpx
@@ -32,6 +41,7 @@ ANSWER = json.dumps({
     "stop_reason": "end_turn", "usage": {"input_tokens": 40, "output_tokens": 12},
 }).encode()
 MESSAGES = [{"role": "user", "content": "Explain canary releases in two sentences. " * 5}]
+BODY = {"model": "claude-opus-4-6", "max_tokens": 100, "messages": MESSAGES}
 
 
 def _answer(request: Any) -> Any:
@@ -57,18 +67,38 @@ async def cpu_us_per_call(client: anthropic.AsyncAnthropic, calls: int) -> float
     return (time.process_time() - started) / calls * 1e6
 
 
+async def cpu_us_per_post(client: anthropic.AsyncAnthropic, calls: int) -> float:
+    """shadowd's non-streamed replay: the body's bytes as the SDK encodes them, through `post`."""
+    started = time.process_time()
+    for _ in range(calls):
+        response = await client.post(
+            "/v1/messages", cast_to=httpx.Response, content=request_content(BODY),
+            options={"headers": {"content-type": "application/json", "anthropic-version": "2023-06-01"},
+                     "timeout": 600},
+        )
+        orjson.loads(response.content)
+    return (time.process_time() - started) / calls * 1e6
+
+
 async def main_async(rounds: int, calls: int) -> dict[str, Any]:
-    clients = {"traces_on": make_client(True), "traces_off": make_client(False)}
-    for client in clients.values():
-        await cpu_us_per_call(client, calls // 2)  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in clients}
+    on_client, off_client = make_client(True), make_client(False)
+    variants = {
+        "traces_on": lambda n: cpu_us_per_call(on_client, n),
+        "traces_off": lambda n: cpu_us_per_call(off_client, n),
+        "shadowd_post": lambda n: cpu_us_per_post(off_client, n),
+    }
+    for measure in variants.values():
+        await measure(calls // 2)  # warm-up
+    samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
-        for name, client in clients.items():
-            samples[name].append(await cpu_us_per_call(client, calls))
-    on, off = statistics.median(samples["traces_on"]), statistics.median(samples["traces_off"])
+        for name, measure in variants.items():
+            samples[name].append(await measure(calls))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    on, off, post = medians["traces_on"], medians["traces_off"], medians["shadowd_post"]
     return {
-        "cpu_us_per_call": {"traces_on": round(on, 1), "traces_off": round(off, 1)},
+        "cpu_us_per_call": {name: round(value, 1) for name, value in medians.items()},
         "saving_percent": round(100 * (on - off) / on, 1),
+        "post_saving_percent_vs_traces_off": round(100 * (off - post) / off, 1),
         "rounds": rounds, "calls_per_round": calls, "anthropic": anthropic.__version__,
     }
 

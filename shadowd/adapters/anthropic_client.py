@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import time
@@ -38,6 +39,14 @@ CAPACITY_ERROR_TYPES = frozenset({"rate_limit_error", "overloaded_error"})
 # Other server faults: retried a bounded number of times; when they persist they are the model's own.
 SERVER_RETRY_STATUS = frozenset({409, 500, 502})
 _FIXED = ("model", "max_tokens", "messages")
+_JSON_CONTENT = {"content-type": "application/json"}
+# The SDK's own request encoding: compact, UTF-8, and NaN or a lone surrogate refused (ValueError).
+_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def request_content(body: dict[str, Any]) -> bytes:
+    """A request body's bytes as the SDK encodes them, keys in the recorded order."""
+    return _REQUEST_ENCODER.encode(body).encode()
 
 
 class RetryPolicy:
@@ -154,6 +163,8 @@ class AnthropicModelClient:
         self._sleep = sleep
         self._metrics = metrics or Metrics()
         self._monotonic = monotonic
+        self._timeout_s = timeout_s
+        self._untraced = open_telemetry is False
         self._metrics.model_concurrency_limit.set(self.permits.limit.permits)
 
     @property
@@ -239,6 +250,20 @@ class AnthropicModelClient:
         self, replay: ReplayRequest, api_version: str | None, started: float
     ) -> tuple[dict[str, Any], float | None, Any]:
         body = replay.body
+        if not replay.stream and self._untraced:
+            # The recorded body goes out as the SDK would encode it, through the client's own request
+            # path (auth, headers, timeout, status errors), but without `messages.create`'s work on the
+            # parameters: a sixth of the SDK's CPU per call (benchmarks/README.md). The raw answer is
+            # what shadowd stores and compares, so no typed Message is built either. With SDK traces
+            # on, `messages.create` below is kept: its span is the SDK's to start.
+            version = {"anthropic-version": api_version} if api_version else {}
+            response = await self._client.post(
+                "/v1/messages",
+                cast_to=httpx.Response,
+                content=request_content(body),
+                options={"headers": {**_JSON_CONTENT, **version}, "timeout": self._timeout_s},
+            )
+            return _message_object(response.content), None, response.headers
         kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
         extra_body = {k: v for k, v in body.items() if k not in _FIXED}
         if extra_body:
@@ -246,13 +271,8 @@ class AnthropicModelClient:
         if api_version:
             kwargs["extra_headers"] = {"anthropic-version": api_version}
         if not replay.stream:
-            # The raw body is what shadowd stores and compares; building the SDK's typed Message only
-            # to dump it back to a dict would double the per-call CPU. Errors still raise as usual.
             raw = await self._client.messages.with_raw_response.create(**kwargs)
-            body = fastjson.loads(raw.http_response.content)
-            if not isinstance(body, dict):
-                raise ValueError("the Messages API answered with something other than a JSON object")
-            return body, None, raw.http_response.headers
+            return _message_object(raw.http_response.content), None, raw.http_response.headers
         ttft_ms: float | None = None
         async with self._client.messages.stream(**kwargs) as stream:
             async for event in stream:
@@ -303,6 +323,13 @@ def _status_failure(exc: anthropic.APIStatusError) -> _Attempt:
     if status < 300:  # an error event mid-stream that is not about capacity (e.g. api_error)
         return _Attempt(text, Failure.SERVER, "stream", retry_after)
     return _Attempt(text, Failure.REQUEST, str(status))
+
+
+def _message_object(content: bytes) -> dict[str, Any]:
+    answer = fastjson.loads(content)
+    if not isinstance(answer, dict):
+        raise ValueError("the Messages API answered with something other than a JSON object")
+    return answer
 
 
 def _error_type(exc: anthropic.APIStatusError) -> str | None:
