@@ -5,6 +5,9 @@
 Per record: adapt the request for the baseline and the candidate exactly as shadowd does, send both at
 once through `anthropic.AsyncAnthropic` (same httpx limits, no SDK retries), wait for both. No Kafka,
 no comparison, no database. Prints one JSON object: records/s from the first record done to the last.
+
+`--call sdk` (the reference) sends a non-streamed call as a plain SDK user does, `messages.create`;
+`--call shadowd` as shadowd's AnthropicModelClient does, the recorded body through the client's `post`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ except ImportError:  # pragma: no cover
 
 from common import throughput
 
+from shadowd.adapters.anthropic_client import request_content
 from shadowd.core.adaptation import ReplayRequest, adapt_request
 from shadowd.core.profiles import resolve_profiles
 from shadowd.demo.traffic import generate_envelopes
@@ -36,9 +40,20 @@ from shadowd.demo.traffic import generate_envelopes
 _FIXED = ("model", "max_tokens", "messages")
 
 
-async def send(client: anthropic.AsyncAnthropic, replay: ReplayRequest, api_version: str | None) -> None:
-    """One call, built the way shadowd's AnthropicModelClient builds it."""
+async def send(
+    client: anthropic.AsyncAnthropic, replay: ReplayRequest, api_version: str | None, call: str = "sdk"
+) -> None:
+    """One call: `messages.create` (or `messages.stream`) with the body split into the SDK's parameters;
+    with `call="shadowd"` a non-streamed one goes out as AnthropicModelClient sends it."""
     body = replay.body
+    if call == "shadowd" and not replay.stream:
+        version = {"anthropic-version": api_version} if api_version else {}
+        response = await client.post(
+            "/v1/messages", cast_to=httpx.Response, content=request_content(body),
+            options={"headers": {"content-type": "application/json", **version}, "timeout": 120},
+        )
+        response.read()
+        return
     kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
     extra = {k: v for k, v in body.items() if k not in _FIXED}
     if extra:
@@ -94,7 +109,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             baseline = adapt_request(request, args.baseline, profiles.get(args.baseline))
             candidate = adapt_request(request, args.candidate, profiles.get(args.candidate))
             results = await asyncio.gather(
-                send(client, baseline, api_version), send(client, candidate, api_version), return_exceptions=True
+                send(client, baseline, api_version, args.call), send(client, candidate, api_version, args.call),
+                return_exceptions=True,
             )
             errors += sum(isinstance(r, BaseException) for r in results)
             done_at.append(time.perf_counter())
@@ -123,6 +139,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "records_in_flight": args.records_in_flight,
         "max_connections": args.max_connections,
         "http_stack": args.http_stack,
+        "call": args.call,
     }
 
 
@@ -138,6 +155,9 @@ def main() -> None:
     parser.add_argument("--gc", choices=["interpreter", "shadowd"], default="interpreter",
                         help="interpreter: CPython's collector as it starts (the reference); shadowd: the collector "
                              "set-up of `shadowd run` (start-up heap frozen, thresholds widened)")
+    parser.add_argument("--call", choices=["sdk", "shadowd"], default="sdk",
+                        help="sdk: messages.create, as a plain SDK user calls (the reference); shadowd: the recorded "
+                             "body through the client's post, as `shadowd run` sends a non-streamed replay")
     parser.add_argument("--baseline", default="claude-opus-4-6")
     parser.add_argument("--candidate", default="claude-opus-4-7")
     args = parser.parse_args()
