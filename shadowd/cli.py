@@ -670,7 +670,9 @@ def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
 @common_options
 @click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
 def db_purge(ctx: Context, dry_run: bool) -> None:
-    """Purge what the config's retention.* allows (verdicts, their outputs, dead letters), in bounded batches."""
+    """Purge what the config's retention.* allows (verdicts, their outputs, dead letters, and learned-noise
+    buckets no reader uses), in bounded batches."""
+    from shadowd.core.retention import NOISE_COUNTS_KEPT
     from shadowd.retention import purge
 
     config = _config_or_exit(ctx)
@@ -698,7 +700,10 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
     click.echo(f"{'dry run: ' if dry_run else ''}{verb} (rows older than retention.*_days; a row exactly that old is kept)")
     for table, figures in result.tables.items():
         kept = figures.oldest_kept.isoformat() if figures.oldest_kept else "none"
-        limit = "kept forever" if days[table] is None else f"after {days[table]:g} days"
+        if table == "noise_counts":
+            limit = f"buckets after {NOISE_COUNTS_KEPT.total_seconds() / 3600:g} h, twice the noise window"
+        else:
+            limit = "kept forever" if days[table] is None else f"after {days[table]:g} days"
         what = ("to empty" if dry_run else "emptied") if table == "verdict_outputs" else \
             ("to delete" if dry_run else "deleted")
         click.echo(f"  {table:<16} {figures.rows:>10} {what:<8} ({limit}); oldest kept: {kept}")

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from prometheus_client import GC_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram
 
+from shadowd.core.retention import TABLES as RETENTION_TABLES
 from shadowd.ports_kafka import RecordSource
 
 _SIDES = ("baseline", "candidate", "repeat")
@@ -79,7 +80,7 @@ class Metrics:
         # The retention purge (shadowd.retention), on the promoter's tick.
         self.retention_purged = Counter(
             "shadowd_retention_purged_rows_total",
-            "Rows the retention purge deleted, by table (verdicts, findings, dead_letters), or emptied "
+            "Rows the retention purge deleted, by table (verdicts, findings, dead_letters, noise_counts), or emptied "
             "(verdict_outputs: verdicts whose stored outputs were dropped).",
             ["table"], registry=r,
         )
@@ -95,7 +96,7 @@ class Metrics:
             "shadowd_retention_last_success_timestamp_seconds",
             "When a retention purge run last finished without error (Unix time; 0 = not yet).", registry=r,
         )
-        for table in ("verdicts", "findings", "verdict_outputs", "dead_letters"):
+        for table in RETENTION_TABLES:
             self.retention_purged.labels(table)
         for reason in ("unavailable", "unclassified", "refused_dead_letter"):
             self.store_retries.labels(reason)

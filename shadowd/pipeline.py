@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,7 +25,7 @@ from shadowd.core.envelope import Envelope, EnvelopeError, parse_envelope
 from shadowd.core.findings import Status
 from shadowd.core.in_flight import calls_per_record
 from shadowd.core.judge import apply_grading
-from shadowd.core.noise import WARMUP_REQUESTS, NoiseModel
+from shadowd.core.noise import NOISE_WINDOW, WARMUP_REQUESTS, NoiseModel
 from shadowd.core.redaction import protect_dead_letter, protect_findings, protect_side
 from shadowd.core.results import ErrorReason, SideResult, error_reason_of
 from shadowd.core.rollout import RolloutSpec, SpendWindow
@@ -37,9 +37,8 @@ from shadowd.records import DeadLetter, SourceRecord, VerdictRecord, summarise_r
 
 log = structlog.get_logger("shadowd.pipeline")
 
-# Learned noise rates cover the noise-checked requests of this recent window; each process
-# re-reads them from the store this often (its own observations count at once in between).
-NOISE_WINDOW = timedelta(hours=24)
+# Each process re-reads the learned noise of the window (NOISE_WINDOW) from the store this often
+# (its own observations count at once in between).
 NOISE_REFRESH_S = 30.0
 
 

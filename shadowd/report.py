@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
 from shadowd.clock import utc_now
 from shadowd.core.figures import VerdictFigures, verdict_figures
 from shadowd.core.gate import GateDecision, RolloutState, evaluate_gate
-from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NoiseModel, Rate
+from shadowd.core.noise import DEFAULT_VALUE_NOISE_THRESHOLD, NOISE_WINDOW, NoiseModel, Rate
 from shadowd.core.rollout import RolloutSpec
 from shadowd.core.rollout_report import (
     SEVERITY_ORDER,
@@ -25,8 +25,6 @@ from shadowd.core.rollout_report import (
 )
 from shadowd.ports import ReportStore, RolloutRow
 
-# The learned noise shown is over this window, as the pipeline applies it.
-NOISE_WINDOW = timedelta(hours=24)
 NOISIEST_SHOWN = 5
 
 def rollout_state_of(spec: RolloutSpec, row: RolloutRow | None) -> RolloutState:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from shadowd.clock import utc_now
-from shadowd.core.retention import Cutoffs, PurgeResult
+from shadowd.core.retention import NOISE_COUNTS_KEPT, Cutoffs, PurgeResult
 from shadowd.metrics import Metrics
 from shadowd.ports import RetentionSource, RetentionStore
 from shadowd.retention_config import RetentionConfig
@@ -28,7 +28,8 @@ TICK_BUDGET_S = 10.0
 
 
 def cutoffs(config: RetentionConfig, now: datetime) -> Cutoffs:
-    """Rows created strictly before `now - days` are purged: a row exactly `days` old is kept."""
+    """Rows created strictly before `now - days` are purged: a row exactly `days` old is kept. Noise-count
+    buckets have no setting: those starting before `now - NOISE_COUNTS_KEPT` go whenever a purge runs."""
     now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
 
     def before(days: float | None) -> datetime | None:
@@ -38,6 +39,7 @@ def cutoffs(config: RetentionConfig, now: datetime) -> Cutoffs:
         verdicts_before=before(config.verdicts_days),
         outputs_before=before(config.outputs_days),
         dead_letters_before=before(config.dead_letters_days),
+        noise_counts_before=now - NOISE_COUNTS_KEPT,
     )
 
 

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from shadowd.adapters.sql_schema import dead_letters, findings, rollouts, verdicts
+from shadowd.adapters.sql_schema import dead_letters, findings, noise_counts, rollouts, verdicts
 from shadowd.adapters.sql_store import SqlVerdictStore, open_store
 from shadowd.adapters.sql_store.rows import verdict_row
 from shadowd.core.figures import verdict_figures
 from shadowd.core.findings import Finding, Status
 from shadowd.core.gate import GateConfig
 from shadowd.core.judge import Grade, Grading
+from shadowd.core.noise import NOISE_WINDOW, NoiseModel, NoiseObservation
 from shadowd.core.results import SideResult, Usage
 from shadowd.core.rollout import RolloutSpec
 from shadowd.promoter import evaluate_and_apply
 from shadowd.records import DeadLetter, VerdictRecord
-from shadowd.report import gate_view
+from shadowd.report import gate_view, noisiest
 from shadowd.retention import purge
 from shadowd.retention_config import RetentionConfig
 
@@ -218,3 +220,81 @@ async def check_unrolled_verdicts_wait_for_the_roll_up(url: str) -> None:
             figures.candidate_regressions == 1
     finally:
         await store.close()
+
+
+# On the hour, so the noise cutoff (NOISE_NOW - 48 h) is itself a bucket start: that bucket is kept.
+NOISE_NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+NOISE_CUTOFF = NOISE_NOW - 2 * DAY
+HOUR = timedelta(hours=1)
+NOISE_CONFIG = RetentionConfig(dead_letters_days=14, batch_rows=100)  # retention on; nothing else to purge
+OLD_NOISE_ROWS = 350  # old buckets written in bulk, so the purge takes several batches of 100
+
+
+def noisy(request_id: str, at: datetime, summary_differed: bool) -> VerdictRecord:
+    """A noise-checked verdict of the `live` rollout: it adds one request and two paths to its hour's bucket."""
+    record = verdict("live", request_id, at)
+    observation = NoiseObservation(paths=(("$.summary", summary_differed), ("$.category", False)),
+                                   codes=("length.drift",) if summary_differed else ())
+    return replace(record, noise_observation=observation)
+
+
+async def noise_rows(store: SqlVerdictStore) -> list[tuple[Any, ...]]:
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(select(noise_counts).order_by(*noise_counts.primary_key.columns))
+        return [(*row[:4], _utc(row.bucket), row.samples, row.differed) for row in rows]
+
+
+async def live_noise(store: SqlVerdictStore) -> tuple[NoiseModel, Any]:
+    """The noise model as the pipeline reads it (route by route, over NOISE_WINDOW) and as the report
+    shows it, at NOISE_NOW."""
+    rows = await store.noise_counts("claude-opus-4-6", NOISE_NOW - NOISE_WINDOW, "support")
+    return NoiseModel.from_rows(rows["support"], 0.05), await noisiest(store, spec("live"), now=NOISE_NOW)
+
+
+async def check_noise_buckets_past_twice_the_window_are_purged(url: str) -> None:
+    """Buckets starting before NOISE_NOW - 48 h go in batches, the bucket at the cutoff and every newer one
+    stay, a dry run counts without deleting, and the learned noise read over the window is unchanged."""
+    store = await open_store(url, upgrade=True)
+    try:
+        # Through the writer: the live window, the days between it and the cutoff, and one hour past it.
+        records = [noisy(f"w-{i}", NOISE_NOW - HOUR + i * timedelta(minutes=1), i % 3 == 0) for i in range(30)]
+        records += [noisy(f"d-{i}", NOISE_NOW - 23 * HOUR, True) for i in range(5)]
+        records += [noisy("x-30h", NOISE_NOW - 30 * HOUR + timedelta(minutes=5), True)]
+        records += [noisy("x-cutoff", NOISE_CUTOFF + timedelta(minutes=59), True)]  # bucket == cutoff: kept
+        records += [noisy("x-cutoff+1h", NOISE_CUTOFF + HOUR, True)]  # near miss: an hour newer, kept
+        records += [noisy("x-cutoff-1h", NOISE_CUTOFF - timedelta(minutes=1), True)]  # bucket an hour older: purged
+        await store.save(records, [])
+        # In bulk: days-old buckets of many paths, as months of traffic leave them.
+        async with store.engine.begin() as connection:
+            await connection.execute(noise_counts.insert(), [
+                {"baseline": "claude-opus-4-6", "route": "support", "kind": "path", "key": f"$.old[{i % 7}]",
+                 "bucket": NOISE_CUTOFF - (2 + i // 7) * HOUR, "samples": 3, "differed": 2}
+                for i in range(OLD_NOISE_ROWS)
+            ])
+        before_rows = await noise_rows(store)
+        before_model = await live_noise(store)
+        assert before_model[0].requests == 35 and before_model[1]["support"].paths  # the window has noise
+        doomed = [row for row in before_rows if row[4] < NOISE_CUTOFF]
+        assert len(doomed) == OLD_NOISE_ROWS + 4  # + the hour before the cutoff: requests and two paths, a code
+        assert {row[4] for row in before_rows} >= {NOISE_CUTOFF, NOISE_CUTOFF + HOUR, NOISE_CUTOFF - HOUR}
+
+        dry = await purge(store, NOISE_CONFIG, NOISE_NOW, dry_run=True)
+        assert await noise_rows(store) == before_rows
+        assert dry.tables["noise_counts"].rows == len(doomed)
+        assert dry.tables["noise_counts"].oldest_kept == NOISE_CUTOFF
+
+        done = await purge(store, NOISE_CONFIG, NOISE_NOW)
+        assert done.complete and done.tables["noise_counts"].rows == len(doomed)
+        assert done.tables["noise_counts"].oldest_kept == NOISE_CUTOFF
+        assert done.statements == 1 + 4  # the dead letters' pick, then 354 rows in batches of 100
+        assert await noise_rows(store) == [row for row in before_rows if row[4] >= NOISE_CUTOFF]
+        assert await live_noise(store) == before_model
+
+        again = await purge(store, NOISE_CONFIG, NOISE_NOW)
+        assert again.tables["noise_counts"].rows == 0
+    finally:
+        await store.close()
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

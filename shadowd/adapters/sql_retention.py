@@ -1,3 +1,5 @@
+# Over 400 lines: one purge over five tables; its batches share the lock set-up, the deadline and the
+# statement timing, which split by table would be repeated or passed around.
 """The retention purge on SQL (PostgreSQL and SQLite): bounded batches, short transactions.
 
 What it deletes or empties, and what it never touches (docs/RETENTION.md):
@@ -10,12 +12,13 @@ What it deletes or empties, and what it never touches (docs/RETENTION.md):
   `request` summary and the judge's `reason`s; the row, its findings, status, models, latency, cost
   and tokens stay. How far this got per rollout is kept in `retention_marks`, so a row is read once.
 - `dead_letters` created before the dead-letter cutoff.
-- never the rollup tables, the decision audit trail, rollout state, noise counts or call counts.
+- `noise_counts` buckets that start before the noise cutoff (twice the window the noise model reads).
+- never the rollup tables, the decision audit trail, rollout state or call counts.
 
 Every statement touches at most `batch_rows` rows found through an index ((rollout, created_at) for
-verdicts, created_at for dead letters), in its own short transaction; on PostgreSQL the rows are
-claimed with FOR UPDATE SKIP LOCKED and a lock_timeout bounds any wait, so a purge never queues
-behind, or holds up, the writer's inserts and the roll-up.
+verdicts, created_at for dead letters, bucket for noise counts), in its own short transaction; on
+PostgreSQL the rows are claimed with FOR UPDATE SKIP LOCKED and a lock_timeout bounds any wait, so a
+purge never queues behind, or holds up, the writer's inserts and the roll-up.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shadowd.adapters.sql_schema import dead_letters, findings, retention_marks, rollouts, verdicts
+from shadowd.adapters.sql_schema import (
+    dead_letters,
+    findings,
+    noise_counts,
+    retention_marks,
+    rollouts,
+    verdicts,
+)
 from shadowd.core.retention import Cutoffs, PurgeResult, verdict_cutoff
 
 OUTPUTS_TASK = "outputs"
@@ -92,6 +102,13 @@ class SqlRetention:
                     select(func.count()).where(dead_letters.c.created_at < cutoffs.dead_letters_before)
                 )
             elif not await self._delete_dead_letters(cutoffs.dead_letters_before, deadline, result):
+                result.complete = False
+        if cutoffs.noise_counts_before is not None and result.complete:
+            if dry_run:
+                result.tables["noise_counts"].rows = await self._scalar(
+                    select(func.count()).where(noise_counts.c.bucket < cutoffs.noise_counts_before)
+                )
+            elif not await self._delete_noise_counts(cutoffs.noise_counts_before, deadline, result):
                 result.complete = False
         await self._oldest_kept(cuts, cutoffs, result)
         result.protected_verdicts = await self._protected_count(cuts, cutoffs.verdicts_before)
@@ -288,6 +305,50 @@ class SqlRetention:
             if len(ids) < self.batch_rows:
                 return True
 
+    def _noise_batch(self, before: datetime) -> Any:
+        """One batch of old noise-count rows, oldest buckets first through the bucket index. The table's key
+        is five columns and it has no id, so rows are named by their physical address: the rowid on
+        SQLite; on PostgreSQL the ctid of rows this transaction has locked (a locked row cannot move)."""
+        c = noise_counts.c
+        if self.dialect == "postgresql":
+            ctids: Any = (
+                select(literal_column("ctid"))
+                .select_from(noise_counts)
+                .where(c.bucket < before)
+                .order_by(c.bucket)
+                .limit(self.batch_rows)
+                .with_for_update(skip_locked=True)
+            )
+            # ctid = ANY(ARRAY(...)): the batch is found once, then fetched by address (a TID scan). The
+            # bucket test again: whatever the addresses meet, only an old bucket can be deleted.
+            return noise_counts.delete().where(
+                literal_column("ctid") == any_(func.array(ctids.scalar_subquery())), c.bucket < before
+            )
+        rowids: Any = (
+            select(literal_column("rowid"))
+            .select_from(noise_counts)
+            .where(c.bucket < before)
+            .order_by(c.bucket)
+            .limit(self.batch_rows)
+        )
+        return noise_counts.delete().where(literal_column("rowid").in_(rowids.scalar_subquery()))
+
+    async def _delete_noise_counts(self, before: datetime, deadline: float | None, result: PurgeResult) -> bool:
+        """Delete the noise-count buckets that start before `before`; False when the deadline stopped it."""
+        delete = self._noise_batch(before)
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            async with self.engine.begin() as connection:
+                await self._begin(connection)
+                started = time.monotonic()
+                gone = max((await connection.execute(delete)).rowcount, 0)
+                self._timed(result, started, "delete noise counts")
+            result.tables["noise_counts"].rows += gone
+            # Fewer than a batch: none left, or the rest is locked by a writer (next purge takes it).
+            if gone < self.batch_rows:
+                return True
+
     # --- marks, counts and what is left -----------------------------------------------------------
 
     async def _marks(self) -> dict[str, datetime]:
@@ -345,8 +406,8 @@ class SqlRetention:
         return total
 
     async def _oldest_kept(self, cuts: Sequence[_RolloutCut], cutoffs: Cutoffs, result: PurgeResult) -> None:
-        """created_at of the oldest verdict left (and of the oldest still holding outputs), and of the oldest
-        dead letter left: after the purge, or as a dry run would leave them."""
+        """created_at of the oldest verdict left (and of the oldest still holding outputs), of the oldest
+        dead letter left and the oldest noise bucket: after the purge, or as a dry run would leave them."""
         c = verdicts.c
         oldest: datetime | None = None
         oldest_outputs: datetime | None = None
@@ -381,6 +442,11 @@ class SqlRetention:
                 dead_letters.c.created_at >= cutoffs.dead_letters_before
             ]
             found = (await connection.execute(select(func.min(dead_letters.c.created_at)).where(*condition))).scalar()
+            condition = [] if not result.dry_run or cutoffs.noise_counts_before is None else [
+                noise_counts.c.bucket >= cutoffs.noise_counts_before
+            ]
+            bucket = (await connection.execute(select(func.min(noise_counts.c.bucket)).where(*condition))).scalar()
+        result.tables["noise_counts"].oldest_kept = _utc(bucket) if bucket is not None else None
         result.tables["verdicts"].oldest_kept = oldest
         result.tables["findings"].oldest_kept = oldest
         result.tables["verdict_outputs"].oldest_kept = oldest_outputs

@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from shadowd.core.findings import Code
 
 DEFAULT_VALUE_NOISE_THRESHOLD = 0.05
+# Learned rates cover the noise-checked requests of this recent window: the pipeline applies them and
+# the report shows them over it; retention keeps the buckets twice as long (shadowd.core.retention).
+NOISE_WINDOW = timedelta(hours=24)
 # Codes never learned as noise: value.changed is learned per path instead (a code-wide rate would
 # silence every value the moment one path varies), and a failed call is not a difference.
 UNLEARNED_CODES = frozenset({Code.VALUE_CHANGED, Code.ERROR_CANDIDATE})

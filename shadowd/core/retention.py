@@ -1,13 +1,19 @@
-"""Retention rules (pure): which verdicts of a rollout may be deleted, and what a purge reports."""
+"""Retention rules (pure): which verdicts of a rollout may be deleted, how long learned-noise buckets
+are kept, and what a purge reports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from shadowd.core.noise import NOISE_WINDOW
+
 # Purge tables as reported (CLI, metrics): `verdict_outputs` counts verdicts whose outputs were emptied.
-TABLES = ("verdicts", "findings", "verdict_outputs", "dead_letters")
+TABLES = ("verdicts", "findings", "verdict_outputs", "dead_letters", "noise_counts")
+# Learned-noise buckets older than this are read by no one (the pipeline and the report read the last
+# NOISE_WINDOW): derived from the window, with a window's margin, so a longer window keeps them longer.
+NOISE_COUNTS_KEPT: timedelta = 2 * NOISE_WINDOW
 # Rollout states whose current stage keeps its verdicts: a decision is still to be taken on them.
 LIVE_STATES = frozenset({"active", "paused"})
 
@@ -19,6 +25,7 @@ class Cutoffs:
     verdicts_before: datetime | None = None
     outputs_before: datetime | None = None
     dead_letters_before: datetime | None = None
+    noise_counts_before: datetime | None = None  # by hourly bucket start, not by row creation
 
 
 def verdict_cutoff(
@@ -43,7 +50,8 @@ def verdict_cutoff(
 @dataclass(slots=True)
 class TableFigures:
     rows: int = 0  # purged (or, in a dry run, that would be)
-    oldest_kept: datetime | None = None  # created_at of the oldest row left (outputs: still holding them)
+    # created_at of the oldest row left (outputs: still holding them; noise counts: the oldest bucket)
+    oldest_kept: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "oldest_kept": self.oldest_kept.isoformat() if self.oldest_kept else None}

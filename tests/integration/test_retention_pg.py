@@ -12,6 +12,7 @@ from shadowd.core.findings import Status
 from shadowd.retention import purge
 from shadowd.retention_config import RetentionConfig
 from tests.retention_scenario import (
+    check_noise_buckets_past_twice_the_window_are_purged,
     check_purge_keeps_the_boundaries_and_the_gate,
     check_unrolled_verdicts_wait_for_the_roll_up,
     verdict,
@@ -33,6 +34,47 @@ async def test_purge_keeps_the_boundaries_the_current_stage_and_the_gate_on_post
 async def test_unrolled_verdicts_wait_for_the_roll_up_on_postgresql(fresh_database_url: str) -> None:
     """Near miss for the gate: an old verdict not yet in the totals is kept until folded, then purged."""
     await check_unrolled_verdicts_wait_for_the_roll_up(fresh_database_url)
+
+
+async def test_noise_buckets_past_twice_the_window_are_purged_on_postgresql(fresh_database_url: str) -> None:
+    """Old learned-noise buckets go in batches (rows named by ctid); the bucket at the cutoff and one an hour
+    newer stay; the dry run counts and deletes nothing; the noise model read over the window is unchanged."""
+    await check_noise_buckets_past_twice_the_window_are_purged(fresh_database_url)
+
+
+async def test_the_noise_purge_skips_a_bucket_a_writer_holds_and_takes_it_next_time(
+    fresh_database_url: str,
+) -> None:
+    """An old noise-count row locked by another transaction (a late upsert into its bucket) is skipped, not
+    waited for: the purge deletes the rest at once and the next purge takes that row."""
+    from sqlalchemy import func, select
+
+    from shadowd.adapters.sql_schema import noise_counts
+
+    store = await open_store(fresh_database_url, upgrade=True)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    old = now - timedelta(days=5)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.execute(noise_counts.insert(), [
+                {"baseline": "b", "route": "r", "kind": "path", "key": f"$.k{i}", "bucket": old, "samples": 1,
+                 "differed": 0} for i in range(250)
+            ])
+        config = RetentionConfig(dead_letters_days=14, batch_rows=100)
+        async with store.engine.connect() as holder:
+            await holder.execute(noise_counts.update().where(noise_counts.c.key == "$.k7").values(samples=2))
+            started = time.monotonic()
+            first = await purge(store, config, now)
+            waited = time.monotonic() - started
+            await holder.commit()
+        assert first.complete and first.tables["noise_counts"].rows == 249
+        assert waited < INSERT_BOUND_S, f"the purge waited {waited:.2f}s for a locked row"
+        second = await purge(store, config, now)
+        assert second.tables["noise_counts"].rows == 1
+        async with store.engine.connect() as connection:
+            assert (await connection.execute(select(func.count()).select_from(noise_counts))).scalar_one() == 0
+    finally:
+        await store.close()
 
 
 async def test_writer_inserts_go_on_while_a_purge_deletes_in_batches(fresh_database_url: str) -> None:

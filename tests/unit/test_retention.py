@@ -18,6 +18,7 @@ from tests.retention_scenario import (
     CONFIG,
     CONFIGURED,
     NOW,
+    check_noise_buckets_past_twice_the_window_are_purged,
     check_purge_keeps_the_boundaries_and_the_gate,
     check_unrolled_verdicts_wait_for_the_roll_up,
     counts,
@@ -37,6 +38,24 @@ def test_unrolled_verdicts_wait_for_the_roll_up_on_sqlite(tmp_path: Path) -> Non
     asyncio.run(check_unrolled_verdicts_wait_for_the_roll_up(f"sqlite:///{tmp_path / 'u.db'}"))
 
 
+def test_noise_buckets_past_twice_the_window_are_purged_on_sqlite(tmp_path: Path) -> None:
+    """Old learned-noise buckets go in batches; the bucket at the cutoff and one an hour newer stay; the dry
+    run counts and deletes nothing; the noise model read over the window is the same after the purge."""
+    asyncio.run(check_noise_buckets_past_twice_the_window_are_purged(f"sqlite:///{tmp_path / 'n.db'}"))
+
+
+def test_the_noise_cutoff_is_older_than_the_window_every_reader_reads() -> None:
+    """The pipeline and the report read the one NOISE_WINDOW, and the noise cutoff lies a whole window
+    before its start: changing the window moves the cutoff with it."""
+    from shadowd import pipeline, report
+    from shadowd.core import noise
+
+    assert pipeline.NOISE_WINDOW is noise.NOISE_WINDOW and report.NOISE_WINDOW is noise.NOISE_WINDOW
+    found = cutoffs(RetentionConfig(dead_letters_days=14), NOW).noise_counts_before
+    assert found == NOW - timedelta(hours=48)
+    assert found < NOW - noise.NOISE_WINDOW and (NOW - noise.NOISE_WINDOW) - found == noise.NOISE_WINDOW
+
+
 def test_a_live_rollout_keeps_its_current_stage_and_a_finished_one_does_not() -> None:
     """Golden: an active or paused rollout whose stage began before the cutoff is cut at the stage's start;
     near misses: a rolled-back or complete rollout, or one whose stage began after the cutoff, has the plain
@@ -53,11 +72,13 @@ def test_a_live_rollout_keeps_its_current_stage_and_a_finished_one_does_not() ->
 
 
 def test_cutoffs_are_now_minus_days_and_null_keeps_forever() -> None:
-    """Each cutoff is `now - days` (fractions allowed); an unset kind has no cutoff."""
+    """Each cutoff is `now - days` (fractions allowed); an unset kind has no cutoff; noise counts, which
+    have no setting, always have one."""
     found = cutoffs(RetentionConfig(verdicts_days=1.5, dead_letters_days=2), NOW)
     assert found.verdicts_before == NOW - timedelta(hours=36)
     assert found.dead_letters_before == NOW - timedelta(days=2)
     assert found.outputs_before is None
+    assert found.noise_counts_before == NOW - timedelta(days=2)
 
 
 def test_the_tick_task_counts_purged_rows_by_table_and_stops_at_its_budget(tmp_path: Path) -> None:
@@ -79,6 +100,7 @@ def test_the_tick_task_counts_purged_rows_by_table_and_stops_at_its_budget(tmp_p
             sample = metrics.registry.get_sample_value
             assert sample("shadowd_retention_purged_rows_total", {"table": "verdicts"}) == 253
             assert sample("shadowd_retention_purged_rows_total", {"table": "dead_letters"}) == 1
+            assert sample("shadowd_retention_purged_rows_total", {"table": "noise_counts"}) == 0  # labelled
             assert sample("shadowd_retention_purge_seconds_count") == 2
             assert (sample("shadowd_retention_last_success_timestamp_seconds") or 0) > 0
             off = RetentionTask(SqlRetention(store.engine), RetentionConfig(), metrics=metrics)
@@ -124,6 +146,7 @@ def test_db_purge_dry_run_prints_counts_and_deletes_nothing_then_purges(tmp_path
     # The CLI uses the real clock: everything older than 30 days from today is counted.
     assert report["dry_run"] is True and report["tables"]["verdicts"]["rows"] > 0
     assert report["tables"]["dead_letters"]["oldest_kept"] is not None
+    assert report["tables"]["noise_counts"] == {"rows": 0, "oldest_kept": None}  # the seed has no noise checks
 
     async def current() -> dict[str, int]:
         store = await open_store(db)
@@ -135,6 +158,7 @@ def test_db_purge_dry_run_prints_counts_and_deletes_nothing_then_purges(tmp_path
     assert asyncio.run(current()) == before
     text = run_cli("db", "purge", "--dry-run", "--db", db, "-c", str(config))
     assert text.returncode == 0 and "would purge" in text.stdout and "oldest kept" in text.stdout
+    assert "noise_counts" in text.stdout and "buckets after 48 h" in text.stdout
     real = run_cli("db", "purge", "--db", db, "-c", str(config), "--json")
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout)["tables"]["verdicts"]["rows"] == report["tables"]["verdicts"]["rows"]
