@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from jsonschema import Draft202012Validator, SchemaError
 
 from shadowd.fakemodel.behaviours import ModelRules
 
@@ -121,6 +125,10 @@ def _check_tools(body: dict[str, Any]) -> ApiError | None:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             return invalid(f"tools.{index}.name: Field required")
         names.add(tool["name"])
+        if tool.get("type", "custom") == "custom" and "input_schema" in tool:
+            schema_error = _input_schema_error(tool["input_schema"])
+            if schema_error is not None:
+                return invalid(f"tools.{index}.custom.input_schema: {schema_error}")
     choice = body.get("tool_choice")
     if choice is None:
         return None
@@ -130,4 +138,24 @@ def _check_tools(body: dict[str, Any]) -> ApiError | None:
         return invalid("tool_choice may only be specified while providing tools.")
     if choice["type"] == "tool" and choice.get("name") not in names:
         return invalid(f"tool_choice.name: no tool named {choice.get('name')!r} in tools")
+    return None
+
+
+def _input_schema_error(schema: Any) -> str | None:
+    """Why a custom tool's input_schema is refused (not an object, or not a valid JSON Schema), or None."""
+    if not isinstance(schema, dict):
+        return "Input should be a valid dictionary"
+    try:
+        text = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return "JSON schema is invalid"
+    return _schema_text_error(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_text_error(text: str) -> str | None:
+    try:
+        Draft202012Validator.check_schema(json.loads(text))
+    except SchemaError:
+        return "JSON schema is invalid"
     return None

@@ -332,6 +332,43 @@ async def test_tool_choice_forces_the_named_tool(client: anthropic.AsyncAnthropi
         assert silent.stop_reason == "end_turn"
 
 
+@pytest.mark.parametrize(
+    ("input_schema", "words"),
+    [
+        ({"type": "object", "properties": {"order_id": {"type": 12}}}, "JSON schema is invalid"),
+        ({"type": "object", "required": "order_id"}, "JSON schema is invalid"),
+        ({"type": "object", "properties": []}, "JSON schema is invalid"),
+        (["not", "an", "object"], "valid dictionary"),
+    ],
+)
+async def test_a_tool_schema_that_breaks_the_metaschema_is_a_400(
+    client: anthropic.AsyncAnthropic, input_schema: Any, words: str
+) -> None:
+    """As the real API: a custom tool whose input_schema is not a JSON Schema is refused, not answered."""
+    tool = {**REFUND_TOOL, "input_schema": input_schema}
+    body = text_request(1, tools=[WEATHER_TOOL, tool], tool_choice={"type": "tool", "name": "issue_refund"})
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(**sdk_kwargs(body))
+    assert caught.value.status_code == 400
+    assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "tools.1.custom.input_schema" in caught.value.message and words in caught.value.message
+
+
+async def test_an_unusual_but_valid_tool_schema_is_answered(client: anthropic.AsyncAnthropic) -> None:
+    """The near miss: $defs, $ref, anyOf and a format keyword are valid JSON Schema, so the tool is called."""
+    schema = {
+        "type": "object",
+        "$defs": {"id": {"type": "string", "pattern": "^o-[0-9]+$"}},
+        "properties": {"order_id": {"$ref": "#/$defs/id"}, "when": {"type": "string", "format": "date"},
+                       "amount": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+        "required": ["order_id"],
+    }
+    tool = {**REFUND_TOOL, "input_schema": schema}
+    body = text_request(2, tools=[tool], tool_choice={"type": "tool", "name": "issue_refund"})
+    message = await client.messages.create(**sdk_kwargs(body))
+    assert message.stop_reason == "tool_use" and message.content[-1].name == "issue_refund"
+
+
 # --- streaming ------------------------------------------------------------------------------
 
 

@@ -12,6 +12,8 @@ import anthropic
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy, request_content
 from shadowd.core.adaptation import ReplayRequest
@@ -57,7 +59,7 @@ async def wire() -> AsyncIterator[tuple[Capture, AnthropicModelClient]]:
 
 async def test_the_recorded_body_goes_out_with_its_values_and_key_order(wire: tuple[Capture, AnthropicModelClient]) -> None:
     capture, client = wire
-    body = {
+    body: dict[str, Any] = {
         "system": "Réponds en français. 注意", "model": "claude-opus-4-6", "temperature": 0.2,
         "messages": [{"role": "user", "content": "Résume le ticket 7 \u2014 deux phrases."}],
         "max_tokens": 300, "metadata": {"user_id": "u-1"}, "future_field": {"nested": [1, 2.5, None, True]},
@@ -120,3 +122,28 @@ def test_request_content_matches_the_sdk_encoder() -> None:
         openapi_dumps({"x": math.inf})
     with pytest.raises(ValueError):
         request_content({"x": math.inf})
+
+
+# JSON-parsed request bodies as production brings them: any text (lone surrogates included), big
+# integers, floats including NaN and infinities, nesting.
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), _values, max_size=6))
+def test_request_content_is_the_sdk_encoding_or_the_same_refusal(body: dict[str, Any]) -> None:
+    from anthropic._utils._json import openapi_dumps
+
+    try:
+        expected: bytes | type[Exception] = openapi_dumps(body)
+    except ValueError as exc:  # NaN, infinities (ValueError) and lone surrogates (UnicodeEncodeError)
+        expected = type(exc)
+    try:
+        got: bytes | type[Exception] = request_content(body)
+    except ValueError as exc:
+        got = type(exc)
+    assert got == expected
