@@ -96,19 +96,17 @@ class SqlRetention:
                                                  result):
                     result.complete = False
                     break
-        if cutoffs.dead_letters_before is not None and result.complete:
+        # Tables purged by age alone: (table, its age column, the cutoff, the batched delete).
+        by_age = (
+            ("dead_letters", dead_letters.c.created_at, cutoffs.dead_letters_before, self._delete_dead_letters),
+            ("noise_counts", noise_counts.c.bucket, cutoffs.noise_counts_before, self._delete_noise_counts),
+        )
+        for table, age, before, delete in by_age:
+            if before is None or not result.complete:
+                continue
             if dry_run:
-                result.tables["dead_letters"].rows = await self._scalar(
-                    select(func.count()).where(dead_letters.c.created_at < cutoffs.dead_letters_before)
-                )
-            elif not await self._delete_dead_letters(cutoffs.dead_letters_before, deadline, result):
-                result.complete = False
-        if cutoffs.noise_counts_before is not None and result.complete:
-            if dry_run:
-                result.tables["noise_counts"].rows = await self._scalar(
-                    select(func.count()).where(noise_counts.c.bucket < cutoffs.noise_counts_before)
-                )
-            elif not await self._delete_noise_counts(cutoffs.noise_counts_before, deadline, result):
+                result.tables[table].rows = await self._scalar(select(func.count()).where(age < before))
+            elif not await delete(before, deadline, result):
                 result.complete = False
         await self._oldest_kept(cuts, cutoffs, result)
         result.protected_verdicts = await self._protected_count(cuts, cutoffs.verdicts_before)
@@ -310,44 +308,36 @@ class SqlRetention:
         is five columns and it has no id, so rows are named by their physical address: the rowid on
         SQLite; on PostgreSQL the ctid of rows this transaction has locked (a locked row cannot move)."""
         c = noise_counts.c
+        address: Any = literal_column("ctid" if self.dialect == "postgresql" else "rowid")
+        batch: Any = select(address).select_from(noise_counts).where(c.bucket < before).order_by(c.bucket)
+        batch = batch.limit(self.batch_rows)
         if self.dialect == "postgresql":
-            ctids: Any = (
-                select(literal_column("ctid"))
-                .select_from(noise_counts)
-                .where(c.bucket < before)
-                .order_by(c.bucket)
-                .limit(self.batch_rows)
-                .with_for_update(skip_locked=True)
-            )
             # ctid = ANY(ARRAY(...)): the batch is found once, then fetched by address (a TID scan). The
             # bucket test again: whatever the addresses meet, only an old bucket can be deleted.
-            return noise_counts.delete().where(
-                literal_column("ctid") == any_(func.array(ctids.scalar_subquery())), c.bucket < before
-            )
-        rowids: Any = (
-            select(literal_column("rowid"))
-            .select_from(noise_counts)
-            .where(c.bucket < before)
-            .order_by(c.bucket)
-            .limit(self.batch_rows)
-        )
-        return noise_counts.delete().where(literal_column("rowid").in_(rowids.scalar_subquery()))
+            locked = batch.with_for_update(skip_locked=True).scalar_subquery()
+            return noise_counts.delete().where(address == any_(func.array(locked)), c.bucket < before)
+        return noise_counts.delete().where(address.in_(batch.scalar_subquery()))
 
     async def _delete_noise_counts(self, before: datetime, deadline: float | None, result: PurgeResult) -> bool:
         """Delete the noise-count buckets that start before `before`; False when the deadline stopped it."""
         delete = self._noise_batch(before)
-        while True:
+        gone = self.batch_rows
+        # Fewer than a batch: none left, or the rest is locked by a writer (next purge takes it).
+        while gone >= self.batch_rows:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            async with self.engine.begin() as connection:
-                await self._begin(connection)
-                started = time.monotonic()
-                gone = max((await connection.execute(delete)).rowcount, 0)
-                self._timed(result, started, "delete noise counts")
+            gone = await self._one_statement(delete, result, "delete noise counts")
             result.tables["noise_counts"].rows += gone
-            # Fewer than a batch: none left, or the rest is locked by a writer (next purge takes it).
-            if gone < self.batch_rows:
-                return True
+        return True
+
+    async def _one_statement(self, statement: Any, result: PurgeResult, kind: str) -> int:
+        """Run one purge statement in its own short transaction, timed; the rows it touched."""
+        async with self.engine.begin() as connection:
+            await self._begin(connection)
+            started = time.monotonic()
+            rows = max((await connection.execute(statement)).rowcount, 0)
+            self._timed(result, started, kind)
+        return int(rows)
 
     # --- marks, counts and what is left -----------------------------------------------------------
 
