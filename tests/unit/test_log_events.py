@@ -84,9 +84,10 @@ async def test_one_verdict_event_per_rollout_with_its_bound_fields(pipeline: Sha
 
 async def test_verdict_event_carries_the_checks_that_could_not_run(pipeline: ShadowPipeline) -> None:
     """A tool schema the comparator cannot use is named in `notes` on the verdict event, not as a finding."""
-    # minProperties -1 breaks the metaschema; the fake model ignores it and calls the tool.
+    # A $ref to nowhere passes the metaschema, so the model API (and the fake model) takes the request and
+    # calls the tool; the comparator cannot resolve it. (A schema breaking the metaschema is a 400 instead.)
     tools = [{"name": "lookup_order", "description": "Look up an order.",
-              "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}, "minProperties": -1}}]
+              "input_schema": {"type": "object", "properties": {"id": {"$ref": "#/$defs/missing"}}}}]
     value = json.dumps(envelope("req-tools", tools=tools, tool_choice={"type": "any"})).encode()
     with capture_logs() as logs:
         outcome = await replay_or_dead_letter(pipeline, record(value, partition=0, offset=7))
@@ -96,7 +97,11 @@ async def test_verdict_event_carries_the_checks_that_could_not_run(pipeline: Sha
     for entry in logged:
         assert entry["request_id"] == "req-tools" and (entry["partition"], entry["offset"]) == (0, 7)
         assert entry["status"] == "pass" and entry["codes"] == [], entry
-        assert entry["notes"] == ["input_schema of tool 'lookup_order': invalid schema: -1 is less than the minimum of 0"]
+        assert entry["notes"] == [
+            "input_schema of tool 'lookup_order': could not validate: _WrappedReferencingError: PointerToNowhere: "
+            "'/$defs/missing' does not exist within {'properties': {'id': {'$ref': '#/$defs/missing'}}, "
+            "'type': 'object'}"
+        ]
 
 
 @pytest.mark.parametrize(
