@@ -11,6 +11,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, SchemaError
 
 from shadowd.fakemodel.behaviours import ModelRules
+from shadowd.fakemodel.digest import canonical_json
 
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 _MIN_THINKING_BUDGET = 1024
@@ -145,17 +146,13 @@ def _input_schema_error(schema: Any) -> str | None:
     """Why a custom tool's input_schema is refused (not an object, or not a valid JSON Schema), or None."""
     if not isinstance(schema, dict):
         return "Input should be a valid dictionary"
-    try:
-        text = json.dumps(schema, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):
-        return "JSON schema is invalid"
-    return _schema_text_error(text)
+    return _schema_text_error(canonical_json(schema))  # each distinct schema is checked once
 
 
 @functools.lru_cache(maxsize=1024)
 def _schema_text_error(text: str) -> str | None:
     try:
         Draft202012Validator.check_schema(json.loads(text))
-    except SchemaError:
+    except (SchemaError, RecursionError):
         return "JSON schema is invalid"
     return None

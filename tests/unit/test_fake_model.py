@@ -332,6 +332,13 @@ async def test_tool_choice_forces_the_named_tool(client: anthropic.AsyncAnthropi
         assert silent.stop_reason == "end_turn"
 
 
+def _nested(leaf: dict[str, Any], depth: int) -> dict[str, Any]:
+    schema = leaf
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
 @pytest.mark.parametrize(
     ("input_schema", "words"),
     [
@@ -339,6 +346,7 @@ async def test_tool_choice_forces_the_named_tool(client: anthropic.AsyncAnthropi
         ({"type": "object", "required": "order_id"}, "JSON schema is invalid"),
         ({"type": "object", "properties": []}, "JSON schema is invalid"),
         (["not", "an", "object"], "valid dictionary"),
+        (_nested({"type": "object"}, 400), "JSON schema is invalid"),  # deeper than the checker recurses
     ],
 )
 async def test_a_tool_schema_that_breaks_the_metaschema_is_a_400(
