@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
 
 from common import throughput
 
-from shadowd.adapters.anthropic_client import request_content
+from shadowd.adapters.anthropic_client import post_message
 from shadowd.core.adaptation import ReplayRequest, adapt_request
 from shadowd.core.profiles import resolve_profiles
 from shadowd.demo.traffic import generate_envelopes
@@ -47,12 +47,7 @@ async def send(
     with `call="shadowd"` a non-streamed one goes out as AnthropicModelClient sends it."""
     body = replay.body
     if call == "shadowd" and not replay.stream:
-        version = {"anthropic-version": api_version} if api_version else {}
-        response = await client.post(
-            "/v1/messages", cast_to=httpx.Response, content=request_content(body),
-            options={"headers": {"content-type": "application/json", **version}, "timeout": 120},
-        )
-        response.read()
+        (await post_message(client, body, api_version, 120)).read()
         return
     kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
     extra = {k: v for k, v in body.items() if k not in _FIXED}

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import anthropic
 import orjson
 
-from shadowd.adapters.anthropic_client import request_content
+from shadowd.adapters.anthropic_client import post_message
 
 try:
     import httpx2 as httpx
@@ -71,11 +71,7 @@ async def cpu_us_per_post(client: anthropic.AsyncAnthropic, calls: int) -> float
     """shadowd's non-streamed replay: the body's bytes as the SDK encodes them, through `post`."""
     started = time.process_time()
     for _ in range(calls):
-        response = await client.post(
-            "/v1/messages", cast_to=httpx.Response, content=request_content(BODY),
-            options={"headers": {"content-type": "application/json", "anthropic-version": "2023-06-01"},
-                     "timeout": 600},
-        )
+        response = await post_message(client, BODY, "2023-06-01", 600)
         orjson.loads(response.content)
     return (time.process_time() - started) / calls * 1e6
 

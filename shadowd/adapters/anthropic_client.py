@@ -49,6 +49,20 @@ def request_content(body: dict[str, Any]) -> bytes:
     return _REQUEST_ENCODER.encode(body).encode()
 
 
+async def post_message(
+    client: anthropic.AsyncAnthropic, body: dict[str, Any], api_version: str | None, timeout_s: float
+) -> Any:
+    """One non-streamed Messages call as shadowd sends it: the body's bytes through the client's `post`
+    (its credentials, headers, timeout and status errors). Returns the raw HTTP response."""
+    version = {"anthropic-version": api_version} if api_version else {}
+    return await client.post(
+        "/v1/messages",
+        cast_to=httpx.Response,
+        content=request_content(body),
+        options={"headers": {**_JSON_CONTENT, **version}, "timeout": timeout_s},
+    )
+
+
 class RetryPolicy:
     """Capacity errors retry until a deadline, server errors a bounded number of times; jittered backoff.
 
@@ -256,13 +270,7 @@ class AnthropicModelClient:
             # parameters: a sixth of the SDK's CPU per call (benchmarks/README.md). The raw answer is
             # what shadowd stores and compares, so no typed Message is built either. With SDK traces
             # on, `messages.create` below is kept: its span is the SDK's to start.
-            version = {"anthropic-version": api_version} if api_version else {}
-            response = await self._client.post(
-                "/v1/messages",
-                cast_to=httpx.Response,
-                content=request_content(body),
-                options={"headers": {**_JSON_CONTENT, **version}, "timeout": self._timeout_s},
-            )
+            response = await post_message(self._client, body, api_version, self._timeout_s)
             return _message_object(response.content), None, response.headers
         kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
         extra_body = {k: v for k, v in body.items() if k not in _FIXED}
