@@ -53,14 +53,11 @@ async def post_message(
     client: anthropic.AsyncAnthropic, body: dict[str, Any], api_version: str | None, timeout_s: float
 ) -> Any:
     """One non-streamed Messages call as shadowd sends it: the body's bytes through the client's `post`
-    (its credentials, headers, timeout and status errors). Returns the raw HTTP response."""
-    version = {"anthropic-version": api_version} if api_version else {}
-    return await client.post(
-        "/v1/messages",
-        cast_to=httpx.Response,
-        content=request_content(body),
-        options={"headers": {**_JSON_CONTENT, **version}, "timeout": timeout_s},
-    )
+    (its credentials, headers, timeout and status errors). Returns the raw HTTP response: its body is
+    what shadowd stores and compares, so no typed Message is built."""
+    headers = {**_JSON_CONTENT, **({"anthropic-version": api_version} if api_version else {})}
+    options: Any = {"headers": headers, "timeout": timeout_s}  # the SDK's RequestOptions
+    return await client.post("/v1/messages", cast_to=httpx.Response, content=request_content(body), options=options)
 
 
 class RetryPolicy:
@@ -265,11 +262,8 @@ class AnthropicModelClient:
     ) -> tuple[dict[str, Any], float | None, Any]:
         body = replay.body
         if not replay.stream and self._untraced:
-            # The recorded body goes out as the SDK would encode it, through the client's own request
-            # path (auth, headers, timeout, status errors), but without `messages.create`'s work on the
-            # parameters: a sixth of the SDK's CPU per call (benchmarks/README.md). The raw answer is
-            # what shadowd stores and compares, so no typed Message is built either. With SDK traces
-            # on, `messages.create` below is kept: its span is the SDK's to start.
+            # Without `messages.create`'s work on the parameters: a sixth of the SDK's CPU per call
+            # (benchmarks/README.md). With SDK traces on, `messages.create` is kept for its span.
             response = await post_message(self._client, body, api_version, self._timeout_s)
             return _message_object(response.content), None, response.headers
         kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}
