@@ -670,8 +670,8 @@ def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
 @common_options
 @click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
 def db_purge(ctx: Context, dry_run: bool) -> None:
-    """Purge what the config's retention.* allows (verdicts, their outputs, dead letters, and learned-noise
-    buckets no reader uses), in bounded batches."""
+    """Purge what the config's retention.* allows (verdicts, their outputs, dead letters) and, retention set
+    or not, the learned-noise buckets no reader uses, in bounded batches."""
     from shadowd.core.retention import NOISE_COUNTS_KEPT
     from shadowd.retention import purge
 
@@ -683,17 +683,17 @@ def db_purge(ctx: Context, dry_run: bool) -> None:
             return await purge(store, retention, utc_now(), configured=[r.name for r in config.rollouts],
                                dry_run=dry_run)
 
-    if not retention.enabled:
-        message = "retention is off: the config sets none of retention.verdicts_days, outputs_days, dead_letters_days"
-        if ctx.as_json:
-            emit_json({"dry_run": dry_run, "enabled": False, "tables": {}, "message": message})
-        else:
-            click.echo(f"{message}; nothing purged")
-        return
     result = run_async(run())
+    off = None if retention.enabled else (
+        "retention is off: the config sets none of retention.verdicts_days, outputs_days, dead_letters_days; "
+        "only learned-noise buckets no reader uses go"
+    )
     if ctx.as_json:
-        emit_json({**result.to_dict(), "enabled": True, "retention": retention.model_dump()})
+        emit_json({**result.to_dict(), "enabled": retention.enabled, "retention": retention.model_dump(),
+                   **({"message": off} if off else {})})
         return
+    if off:
+        click.echo(off)
     verb = "would purge" if dry_run else "purged"
     days = {"verdicts": retention.verdicts_days, "findings": retention.verdicts_days,
             "verdict_outputs": retention.outputs_days, "dead_letters": retention.dead_letters_days}

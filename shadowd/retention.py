@@ -25,6 +25,9 @@ log = structlog.get_logger("shadowd.retention")
 # A purge on the promoter's tick stops after this long and resumes on the next tick, so the gate's
 # evaluations are never held up for long behind a large first purge.
 TICK_BUDGET_S = 10.0
+# With no retention.*_days set, only the learned-noise buckets age out, and they are hourly: a purge an
+# hour keeps that table at about NOISE_COUNTS_KEPT of buckets without a query on every tick.
+NOISE_ONLY_EVERY = timedelta(hours=1)
 
 
 def cutoffs(config: RetentionConfig, now: datetime) -> Cutoffs:
@@ -76,20 +79,26 @@ class RetentionTask:
         self.clock = clock or utc_now
         self.budget_s = budget_s
         self.last: PurgeResult | None = None
+        self._noise_only_next: datetime | None = None
 
     async def run_once(self) -> PurgeResult | None:
-        """Purge what the config allows, for at most the budget; None when retention is off or it failed
-        (a failure is logged and tried again next tick: the database may be away)."""
-        if not self.config.enabled:
+        """Purge what the config allows, for at most the budget. With retention off, that is the
+        learned-noise buckets past NOISE_COUNTS_KEPT (which no reader uses and which would otherwise grow
+        forever), at most once per NOISE_ONLY_EVERY. None when there was nothing to run or it failed (a
+        failure is logged and tried again next tick: the database may be away)."""
+        now = self.clock()
+        if not self.config.enabled and self._noise_only_next is not None and now < self._noise_only_next:
             return None
         started = time.monotonic()
         try:
-            result = await self.store.purge(cutoffs(self.config, self.clock()), configured=self.configured,
+            result = await self.store.purge(cutoffs(self.config, now), configured=self.configured,
                                             deadline=started + self.budget_s)
         except Exception as exc:
             log.error("retention_purge_failed", error=f"{type(exc).__name__}: {exc}"[:500])
             return None
         self.last = result
+        if not self.config.enabled and result.complete:
+            self._noise_only_next = now + NOISE_ONLY_EVERY
         if self.metrics is not None:
             for table, figures in result.tables.items():
                 if figures.rows:

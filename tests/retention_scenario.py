@@ -251,9 +251,10 @@ async def live_noise(store: SqlVerdictStore) -> tuple[NoiseModel, Any]:
     return NoiseModel.from_rows(rows["support"], 0.05), await noisiest(store, spec("live"), now=NOISE_NOW)
 
 
-async def check_noise_buckets_past_twice_the_window_are_purged(url: str) -> None:
+async def check_noise_buckets_past_twice_the_window_are_purged(url: str, config: RetentionConfig = NOISE_CONFIG) -> None:
     """Buckets starting before NOISE_NOW - 48 h go in batches, the bucket at the cutoff and every newer one
-    stay, a dry run counts without deleting, and the learned noise read over the window is unchanged."""
+    stay, a dry run counts without deleting, and the learned noise read over the window is unchanged. With
+    retention off (`config` sets no *_days) the same buckets go, and nothing else."""
     store = await open_store(url, upgrade=True)
     try:
         # Through the writer: the live window, the days between it and the cutoff, and one hour past it.
@@ -278,19 +279,22 @@ async def check_noise_buckets_past_twice_the_window_are_purged(url: str) -> None
         assert len(doomed) == OLD_NOISE_ROWS + 4  # + the hour before the cutoff: requests and two paths, a code
         assert {row[4] for row in before_rows} >= {NOISE_CUTOFF, NOISE_CUTOFF + HOUR, NOISE_CUTOFF - HOUR}
 
-        dry = await purge(store, NOISE_CONFIG, NOISE_NOW, dry_run=True)
+        before_counts = await counts(store)
+        dry = await purge(store, config, NOISE_NOW, dry_run=True)
         assert await noise_rows(store) == before_rows
         assert dry.tables["noise_counts"].rows == len(doomed)
         assert dry.tables["noise_counts"].oldest_kept == NOISE_CUTOFF
 
-        done = await purge(store, NOISE_CONFIG, NOISE_NOW)
+        done = await purge(store, config, NOISE_NOW)
         assert done.complete and done.tables["noise_counts"].rows == len(doomed)
         assert done.tables["noise_counts"].oldest_kept == NOISE_CUTOFF
-        assert done.statements == 1 + 4  # the dead letters' pick, then 354 rows in batches of 100
+        # (retention on: the dead letters' pick first), then 354 rows in batches of 100
+        assert done.statements == (config.dead_letters_days is not None) + 4
         assert await noise_rows(store) == [row for row in before_rows if row[4] >= NOISE_CUTOFF]
         assert await live_noise(store) == before_model
+        assert await counts(store) == before_counts
 
-        again = await purge(store, NOISE_CONFIG, NOISE_NOW)
+        again = await purge(store, config, NOISE_NOW)
         assert again.tables["noise_counts"].rows == 0
     finally:
         await store.close()
@@ -298,3 +302,39 @@ async def check_noise_buckets_past_twice_the_window_are_purged(url: str) -> None
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def check_retention_off_purges_only_noise_buckets(url: str) -> None:
+    """With no retention.*_days set, the promoter's purge deletes the learned-noise buckets past 48 h, and
+    not one verdict, finding, stored output or dead letter, however old; it runs again an hour later, not
+    on every tick."""
+    from shadowd.retention import RetentionTask
+
+    store = await seed(url)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.execute(noise_counts.insert(), [
+                {"baseline": "claude-opus-4-6", "route": "support", "kind": "path", "key": f"$.k{i}",
+                 "bucket": bucket, "samples": 2, "differed": 1}
+                for i, bucket in enumerate((NOW - 60 * DAY, NOW - 49 * HOUR, NOW - 47 * HOUR, NOW - HOUR))
+            ])
+        before = (await counts(store), await snapshot(store), await gate_state(store))
+        clock = [NOW]
+        task = RetentionTask(store.retention(100), RetentionConfig(batch_rows=100), configured=CONFIGURED,
+                             clock=lambda: clock[0])
+        result = await task.run_once()
+        assert result is not None and result.complete
+        assert {table: figures.rows for table, figures in result.tables.items()} == {
+            "verdicts": 0, "findings": 0, "verdict_outputs": 0, "dead_letters": 0, "noise_counts": 2,
+        }
+        assert [row[3] for row in await noise_rows(store)] == ["$.k2", "$.k3"]
+        assert (await counts(store), await snapshot(store), await gate_state(store)) == before
+        # Hourly buckets: the next noise-only purge waits an hour, then runs (and finds the next old one).
+        clock[0] = NOW + 59 * timedelta(minutes=1)
+        assert await task.run_once() is None
+        clock[0] = NOW + HOUR + timedelta(minutes=1)
+        later = await task.run_once()
+        assert later is not None and later.tables["noise_counts"].rows == 1
+        assert [row[3] for row in await noise_rows(store)] == ["$.k3"]
+    finally:
+        await store.close()

@@ -14,6 +14,7 @@ from shadowd.retention_config import RetentionConfig
 from tests.retention_scenario import (
     check_noise_buckets_past_twice_the_window_are_purged,
     check_purge_keeps_the_boundaries_and_the_gate,
+    check_retention_off_purges_only_noise_buckets,
     check_unrolled_verdicts_wait_for_the_roll_up,
     verdict,
 )
@@ -40,6 +41,19 @@ async def test_noise_buckets_past_twice_the_window_are_purged_on_postgresql(fres
     """Old learned-noise buckets go in batches (rows named by ctid); the bucket at the cutoff and one an hour
     newer stay; the dry run counts and deletes nothing; the noise model read over the window is unchanged."""
     await check_noise_buckets_past_twice_the_window_are_purged(fresh_database_url)
+
+
+async def test_with_retention_off_the_tick_purges_only_noise_buckets_hourly_on_postgresql(
+    fresh_database_url: str,
+) -> None:
+    """Golden: old noise buckets go with retention off; near misses: every verdict, output
+    and dead letter stays however old, and the bucket 47 h old stays until an hour later."""
+    await check_retention_off_purges_only_noise_buckets(fresh_database_url)
+
+
+async def test_noise_buckets_go_in_batches_with_retention_off_on_postgresql(fresh_database_url: str) -> None:
+    """The same batches, boundaries and unchanged noise model with no retention.*_days set."""
+    await check_noise_buckets_past_twice_the_window_are_purged(fresh_database_url, RetentionConfig(batch_rows=100))
 
 
 async def test_the_noise_purge_skips_a_bucket_a_writer_holds_and_takes_it_next_time(

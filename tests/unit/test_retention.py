@@ -7,6 +7,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from shadowd.adapters.sql_retention import SqlRetention
 from shadowd.adapters.sql_store import open_store
 from shadowd.core.retention import verdict_cutoff
@@ -20,6 +22,7 @@ from tests.retention_scenario import (
     NOW,
     check_noise_buckets_past_twice_the_window_are_purged,
     check_purge_keeps_the_boundaries_and_the_gate,
+    check_retention_off_purges_only_noise_buckets,
     check_unrolled_verdicts_wait_for_the_roll_up,
     counts,
     seed,
@@ -42,6 +45,18 @@ def test_noise_buckets_past_twice_the_window_are_purged_on_sqlite(tmp_path: Path
     """Old learned-noise buckets go in batches; the bucket at the cutoff and one an hour newer stay; the dry
     run counts and deletes nothing; the noise model read over the window is the same after the purge."""
     asyncio.run(check_noise_buckets_past_twice_the_window_are_purged(f"sqlite:///{tmp_path / 'n.db'}"))
+
+
+def test_noise_buckets_go_in_batches_with_retention_off_on_sqlite(tmp_path: Path) -> None:
+    """The same batches, boundaries and unchanged noise model with no retention.*_days set."""
+    asyncio.run(check_noise_buckets_past_twice_the_window_are_purged(f"sqlite:///{tmp_path / 'o.db'}",
+                                                                     RetentionConfig(batch_rows=100)))
+
+
+def test_with_retention_off_the_tick_purges_only_noise_buckets_hourly_on_sqlite(tmp_path: Path) -> None:
+    """Golden: old noise buckets go with retention off; near misses: every verdict, output and dead letter
+    stays however old, and the bucket 47 h old stays until an hour later."""
+    asyncio.run(check_retention_off_purges_only_noise_buckets(f"sqlite:///{tmp_path / 'off.db'}"))
 
 
 def test_the_noise_cutoff_is_older_than_the_window_every_reader_reads() -> None:
@@ -103,7 +118,10 @@ def test_the_tick_task_counts_purged_rows_by_table_and_stops_at_its_budget(tmp_p
             assert sample("shadowd_retention_purged_rows_total", {"table": "noise_counts"}) == 0  # labelled
             assert sample("shadowd_retention_purge_seconds_count") == 2
             assert (sample("shadowd_retention_last_success_timestamp_seconds") or 0) > 0
-            off = RetentionTask(SqlRetention(store.engine), RetentionConfig(), metrics=metrics)
+            # Retention off: the noise-only purge runs (none of its rows are old here), then waits an hour.
+            off = RetentionTask(SqlRetention(store.engine), RetentionConfig(), metrics=metrics, clock=lambda: NOW)
+            first = await off.run_once()
+            assert first is not None and first.complete and not any(f.rows for f in first.tables.values())
             assert await off.run_once() is None
         finally:
             await store.close()
@@ -172,10 +190,49 @@ def test_db_purge_dry_run_prints_counts_and_deletes_nothing_then_purges(tmp_path
     assert missing.returncode == 2  # the config file cannot be read
 
 
-def test_db_purge_without_retention_says_so_and_changes_nothing(tmp_path: Path) -> None:
-    """With no retention.*_days in the config, `db purge` says retention is off and exits 0."""
-    result = run_cli("db", "purge", "--db", f"sqlite:///{tmp_path / 'x.db'}")
-    assert result.returncode == 0 and "retention is off" in result.stdout
+def test_db_purge_without_retention_says_so_and_purges_only_old_noise_buckets(tmp_path: Path) -> None:
+    """With no retention.*_days in the config, `db purge` says retention is off, deletes the learned-noise
+    buckets past 48 h and nothing else (old verdicts and dead letters stay), and exits 0."""
+    from shadowd.adapters.sql_schema import noise_counts
+    from shadowd.clock import utc_now
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+
+    async def prepare() -> dict[str, int]:
+        store = await seed(db)
+        try:
+            async with store.engine.begin() as connection:
+                await connection.execute(noise_counts.insert(), [
+                    {"baseline": "claude-opus-4-6", "route": "support", "kind": "path", "key": f"$.k{hours}",
+                     "bucket": utc_now() - timedelta(hours=hours), "samples": 1, "differed": 0}
+                    for hours in (72, 50, 24)
+                ])
+            return await counts(store)
+        finally:
+            await store.close()
+
+    before = asyncio.run(prepare())
+    result = run_cli("db", "purge", "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "retention is off" in result.stdout and "kept forever" in result.stdout
+    assert "noise_counts" in result.stdout
+    dry = run_cli("db", "purge", "--db", db, "--dry-run", "--json")
+    report = json.loads(dry.stdout)
+    assert report["enabled"] is False and "retention is off" in report["message"]
+    assert {table: figures["rows"] for table, figures in report["tables"].items()} == {
+        "verdicts": 0, "findings": 0, "verdict_outputs": 0, "dead_letters": 0, "noise_counts": 0,
+    }
+
+    async def after() -> tuple[dict[str, int], list[str]]:
+        store = await open_store(db)
+        try:
+            async with store.engine.connect() as connection:
+                keys = sorted((await connection.execute(select(noise_counts.c.key))).scalars())
+            return await counts(store), keys
+        finally:
+            await store.close()
+
+    assert asyncio.run(after()) == (before, ["$.k24"])
 
 
 def test_db_purge_on_a_missing_database_is_exit_3(tmp_path: Path) -> None:
