@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover
 
 from common import throughput
 
-from shadowd.adapters.anthropic_client import post_message
+from shadowd.adapters.messages_wire import post_message
 from shadowd.core.adaptation import ReplayRequest, adapt_request
 from shadowd.core.profiles import resolve_profiles
 from shadowd.demo.traffic import generate_envelopes

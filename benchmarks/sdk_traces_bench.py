@@ -1,7 +1,7 @@
 """The SDK's CPU per Messages call three ways: `messages.create` with its OpenTelemetry spans on (the
 SDK's default), the same with them off (`models.sdk_traces: false`, shadowd's default), and the way
 shadowd sends a non-streamed replay with spans off: the recorded body through the client's `post`
-(`shadowd.adapters.anthropic_client`), without `messages.create`'s work on the parameters.
+(`shadowd.adapters.messages_wire`), without `messages.create`'s work on the parameters.
 
     python benchmarks/sdk_traces_bench.py [--rounds 12] [--calls 400]
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import anthropic
 import orjson
 
-from shadowd.adapters.anthropic_client import post_message
+from shadowd.adapters.messages_wire import post_message
 
 try:
     import httpx2 as httpx

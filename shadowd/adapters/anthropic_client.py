@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import random
 import time
@@ -21,6 +20,7 @@ except ImportError:  # pragma: no cover
 
 import structlog
 
+from shadowd.adapters.messages_wire import post_message, stream_message
 from shadowd.clock import utc_now
 from shadowd.core import fastjson
 from shadowd.core.adaptation import ReplayRequest
@@ -39,25 +39,6 @@ CAPACITY_ERROR_TYPES = frozenset({"rate_limit_error", "overloaded_error"})
 # Other server faults: retried a bounded number of times; when they persist they are the model's own.
 SERVER_RETRY_STATUS = frozenset({409, 500, 502})
 _FIXED = ("model", "max_tokens", "messages")
-_JSON_CONTENT = {"content-type": "application/json"}
-# The SDK's own request encoding: compact, UTF-8, and NaN or a lone surrogate refused (ValueError).
-_REQUEST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def request_content(body: dict[str, Any]) -> bytes:
-    """A request body's bytes as the SDK encodes them, keys in the recorded order."""
-    return _REQUEST_ENCODER.encode(body).encode()
-
-
-async def post_message(
-    client: anthropic.AsyncAnthropic, body: dict[str, Any], api_version: str | None, timeout_s: float
-) -> Any:
-    """One non-streamed Messages call as shadowd sends it: the body's bytes through the client's `post`
-    (its credentials, headers, timeout and status errors). Returns the raw HTTP response: its body is
-    what shadowd stores and compares, so no typed Message is built."""
-    headers = {**_JSON_CONTENT, **({"anthropic-version": api_version} if api_version else {})}
-    options: Any = {"headers": headers, "timeout": timeout_s}  # the SDK's RequestOptions
-    return await client.post("/v1/messages", cast_to=httpx.Response, content=request_content(body), options=options)
 
 
 class RetryPolicy:
@@ -261,9 +242,13 @@ class AnthropicModelClient:
         self, replay: ReplayRequest, api_version: str | None, started: float
     ) -> tuple[dict[str, Any], float | None, Any]:
         body = replay.body
-        if not replay.stream and self._untraced:
-            # Without `messages.create`'s work on the parameters: a sixth of the SDK's CPU per call
-            # (benchmarks/README.md). With SDK traces on, `messages.create` is kept for its span.
+        if self._untraced:
+            # Without `messages.create`'s work on the parameters, or `messages.stream`'s typed events
+            # (messages_wire.py). With SDK traces on, the SDK's own calls are kept for their spans.
+            if replay.stream:
+                message, first_delta, headers = await stream_message(self._client, body, api_version, self._timeout_s,
+                                                                     self._monotonic)
+                return message, None if first_delta is None else (first_delta - started) * 1000, headers
             response = await post_message(self._client, body, api_version, self._timeout_s)
             return _message_object(response.content), None, response.headers
         kwargs: dict[str, Any] = {name: body[name] for name in _FIXED}

@@ -53,9 +53,10 @@ BANNED_STDLIB = frozenset(
     }
 )
 # jsonschema_rs: the comparator's fast schema check (pure: schemas compile with offline=True); orjson: the
-# hot path's JSON (fastjson.py, pure parsing and writing). deepdiff
-# is only a benchmark dependency, so the core may not import it.
-ALLOWED_THIRD_PARTY = frozenset({"jsonschema", "jsonschema_rs", "orjson"})
+# hot path's JSON (fastjson.py, pure parsing and writing); jiter: a streamed tool input's partial JSON, parsed
+# as the SDK parses it (message_stream.py). deepdiff is only a benchmark dependency, so the core may not
+# import it.
+ALLOWED_THIRD_PARTY = frozenset({"jiter", "jsonschema", "jsonschema_rs", "orjson"})
 # Calls that read the clock or do I/O even though their module is allowed (datetime parses, too).
 BANNED_CALL_ATTRIBUTES = frozenset({"now", "utcnow", "today"})
 BANNED_BUILTINS = frozenset({"open", "input", "print", "eval", "exec", "__import__", "breakpoint"})

@@ -43,6 +43,7 @@ LAYER: dict[str, int] = {
     "shadowd.adapters.kafka": ADAPTERS,
     "shadowd.adapters.kafka_sink": ADAPTERS,
     "shadowd.adapters.memory_kafka": ADAPTERS,
+    "shadowd.adapters.messages_wire": ADAPTERS,
     "shadowd.adapters.sql_batches": ADAPTERS,
     "shadowd.adapters.sql_retention": ADAPTERS,
     "shadowd.adapters.sql_schema": ADAPTERS,

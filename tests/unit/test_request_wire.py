@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy, request_content
+from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
+from shadowd.adapters.messages_wire import request_content
 from shadowd.core.adaptation import ReplayRequest
 from shadowd.core.profiles import resolve_profiles
 
