@@ -111,6 +111,18 @@ PIPELINE_PAIRS = 3
 PIPELINE_TARGET = 0.85
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def one_daemon(behaviours: Path, work: Path, count: int, max_concurrency: int, label: str, **options: Any) -> dict[str, Any]:
+    """One `shadowd run` over `count` new records against a fresh fake model with `behaviours`."""
+    kafka, db = bootstrap_and_db()
+    with fake_model(behaviours, work) as model:
+        return asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db, count=count,
+                                       max_concurrency=max_concurrency, workdir=work, label=label, **options))
+
+
 def _per_record_ms(cpu_s: float | None, count: int) -> float | None:
     return None if cpu_s is None else round(1000 * cpu_s / count, 3)
 
@@ -119,25 +131,19 @@ def figure_pipeline(work: Path, quick: bool) -> list[Figure]:
     """The daemon against the bare SDK loop in PIPELINE_PAIRS back-to-back pairs (daemon, then bare loop,
     each with a fresh fake model); the judged figure is the median of the pairs' ratios, so a burst of
     other load on the machine moves one pair, not the figure. The load average is kept with each pair."""
-    kafka, db = bootstrap_and_db()
     count = SIZES["pipeline_records"][quick]
     behaviours = write_behaviours(work, 0)
     # One unjudged daemon run first: the first run of an invocation meets a cold broker (JIT, a new
     # topic's log segments) and cold PostgreSQL caches, whose CPU slows every process on the two cores
     # and made the first pair the lowest of three in every invocation without it (by 0.004-0.27).
     # Production runs warm.
-    with fake_model(behaviours, work) as model:
-        warm_up = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db,
-                                          count=SIZES["pipeline_warm_up_records"][quick],
-                                          max_concurrency=PIPELINE_CONCURRENCY, workdir=work, label="pipeline-warm-up"))
+    warm_up = one_daemon(behaviours, work, SIZES["pipeline_warm_up_records"][quick], PIPELINE_CONCURRENCY,
+                         "pipeline-warm-up")
     log(f"pipeline warm-up (not judged): {warm_up['records_per_s']} records/s")
     pairs = []
     for index in range(PIPELINE_PAIRS):
-        load_before = [round(x, 2) for x in os.getloadavg()]
-        with fake_model(behaviours, work) as model:
-            daemon = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db, count=count,
-                                             max_concurrency=PIPELINE_CONCURRENCY, workdir=work,
-                                             label=f"pipeline-{index + 1}"))
+        load_before = load_average()
+        daemon = one_daemon(behaviours, work, count, PIPELINE_CONCURRENCY, f"pipeline-{index + 1}")
         records_in_flight = int(daemon["records_in_flight_limit"][0] or PIPELINE_CONCURRENCY // 3)
         with fake_model(behaviours, work) as model:
             bare = bare_loop(model.base_url, count, records_in_flight, PIPELINE_CONCURRENCY)
@@ -156,7 +162,7 @@ def figure_pipeline(work: Path, quick: bool) -> list[Figure]:
             "ratio_same_setup": round(daemon["records_per_s"] / bare_gc["records_per_s"], 3),
             "bare_same_setup_records_per_s": bare_gc["records_per_s"],
             "records_in_flight": records_in_flight,
-            "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
+            "load_average": {"before": load_before, "after": load_average()},
             "cpu_ms_per_record": {
                 "daemon": _per_record_ms(cpu["daemons"][0], count),
                 "bare_loop": _per_record_ms(bare["cpu_s"], count),
@@ -207,16 +213,12 @@ def figure_concurrency(work: Path, quick: bool) -> list[Figure]:
     """CONCURRENCY_RUNS daemon runs against a 2,000 ms model, each with a fresh fake model; calls in flight
     and records/s are the median of the runs (one run moves with the machine's moment by a fifth either
     way), peak RSS the highest of them. The load average is kept with each run."""
-    kafka, db = bootstrap_and_db()
     count = SIZES["concurrency_records"][quick]
     behaviours = write_behaviours(work, 2000, 200)
     runs = []
     for index in range(CONCURRENCY_RUNS):
-        load_before = [round(x, 2) for x in os.getloadavg()]
-        with fake_model(behaviours, work) as model:
-            run = asyncio.run(run_daemons(processes=1, model=model, bootstrap=kafka, server_db_url=db, count=count,
-                                          max_concurrency=CONCURRENCY_CONCURRENCY, workdir=work,
-                                          label=f"concurrency-{index + 1}", timeout_s=900))
+        load_before = load_average()
+        run = one_daemon(behaviours, work, count, CONCURRENCY_CONCURRENCY, f"concurrency-{index + 1}", timeout_s=900)
         run["load_average_before"] = load_before
         runs.append(run)
         log(f"concurrency run {index + 1}: {run['records_per_s']} records/s, "

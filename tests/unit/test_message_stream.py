@@ -4,7 +4,9 @@ message, the same errors, from the same server-sent events on a real HTTP server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -40,6 +42,24 @@ def sse(events: list[tuple[str, Any]]) -> bytes:
     return "".join(lines).encode()
 
 
+@contextlib.asynccontextmanager
+async def serving(handle: Any) -> AsyncIterator[AnthropicModelClient]:
+    """The daemon's model client against a Messages endpoint on loopback answered by `handle`."""
+    app = web.Application()
+    app.router.add_post("/v1/messages", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = AnthropicModelClient(
+        base_url=str(server.make_url("")).rstrip("/"), api_key="sk-stream", timeout_s=7, max_concurrency=4,
+        profiles=resolve_profiles({}), retry=RetryPolicy(max_attempts=1, deadline_s=5),
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+        await server.close()
+
+
 async def both(stream: bytes) -> tuple[Any, Any, list[dict[str, str]]]:
     """(the SDK's final message or its error, shadowd's, the headers of each request) for one stream."""
     seen: list[dict[str, str]] = []
@@ -53,15 +73,7 @@ async def both(stream: bytes) -> tuple[Any, Any, list[dict[str, str]]]:
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/messages", handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    client = AnthropicModelClient(
-        base_url=str(server.make_url("")).rstrip("/"), api_key="sk-stream", timeout_s=7, max_concurrency=4,
-        profiles=resolve_profiles({}), retry=RetryPolicy(max_attempts=1, deadline_s=5),
-    )
-    try:
+    async with serving(handle) as client:
         sdk: Any
         try:
             async with client._client.messages.stream(**BODY) as helper:
@@ -75,9 +87,6 @@ async def both(stream: bytes) -> tuple[Any, Any, list[dict[str, str]]]:
             ours = (await stream_message(client._client, dict(BODY), None, 7))[0]
         except Exception as exc:
             ours = exc
-    finally:
-        await client.close()
-        await server.close()
     return sdk, ours, seen
 
 
@@ -246,19 +255,8 @@ def test_a_streamed_replay_keeps_its_time_to_first_token_and_its_usage() -> None
             await response.write_eof()
             return response
 
-        app = web.Application()
-        app.router.add_post("/v1/messages", handle)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        client = AnthropicModelClient(
-            base_url=str(server.make_url("")).rstrip("/"), api_key="sk-stream", timeout_s=7, max_concurrency=4,
-            profiles=resolve_profiles({}), retry=RetryPolicy(max_attempts=1, deadline_s=5),
-        )
-        try:
+        async with serving(handle) as client:
             return await client.replay_request(ReplayRequest(body=dict(BODY), adaptations=(), stream=True), None)
-        finally:
-            await client.close()
-            await server.close()
 
     side = asyncio.run(scenario())
     assert side.ok and side.streamed, side.error
