@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -450,6 +449,7 @@ class _Context:
             if isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0
             else DEFAULT_VALUE_NOISE_THRESHOLD
         )
+        self._rules = _rules_for(self.ignored, self.listed)
         self.tools: dict[str, Any] = {}  # tool name -> input_schema (None: nothing to check)
         if isinstance(tools, list | tuple):
             for tool in tools:
@@ -461,9 +461,12 @@ class _Context:
 
     def value_rules(self, shape_key: str) -> tuple[bool, bool]:
         """(ignores, lists) for one shape key."""
-        if len(shape_key) > _MAX_CACHED_SHAPE_KEY:
-            return _path_rules(self.ignored, self.listed, shape_key)
-        return _cached_path_rules(self.ignored, self.listed, shape_key)
+        found = self._rules.get(shape_key)
+        if found is None:
+            if len(shape_key) > _MAX_CACHED_SHAPE_KEY:
+                return _path_rules(self.ignored, self.listed, shape_key)
+            found = self._rules[shape_key] = _path_rules(self.ignored, self.listed, shape_key)
+        return found
 
     def lists(self, shape_key: str) -> bool:
         """Whether value_paths names this path (or one above it)."""
@@ -525,9 +528,21 @@ def _path_rules(ignored: re.Pattern[str] | None, listed: re.Pattern[str] | None,
 
 
 # The same paths recur in every answer of a route, and the compiled patterns are shared (an lru_cache
-# in jsonpath): matched once per path and pattern, not once per leaf of each comparison.
+# in jsonpath): matched once per path and pattern pair, not once per leaf of each comparison. The
+# memos are bounded: past the limits they start again empty.
 _MAX_CACHED_SHAPE_KEY = 200
-_cached_path_rules = functools.lru_cache(maxsize=8192)(_path_rules)
+_MAX_RULE_MEMOS, _MAX_MEMO_KEYS = 256, 8192
+_rule_memos: dict[tuple[Any, Any], dict[str, tuple[bool, bool]]] = {}
+
+
+def _rules_for(ignored: re.Pattern[str] | None, listed: re.Pattern[str] | None) -> dict[str, tuple[bool, bool]]:
+    """The memo of (ignores, lists) by shape key for one pair of compiled patterns."""
+    memo = _rule_memos.get((ignored, listed))
+    if memo is None or len(memo) > _MAX_MEMO_KEYS:
+        if len(_rule_memos) >= _MAX_RULE_MEMOS:
+            _rule_memos.clear()
+        memo = _rule_memos[(ignored, listed)] = {}
+    return memo
 
 
 # --- the rules ------------------------------------------------------------------------------------

@@ -107,3 +107,23 @@ def test_shortcut_matches_every_leaf_on_random_pairs(before: Any, after: Any, as
         baseline, candidate = _side(json.dumps(before)), _side(json.dumps(after))
     fast, exhaustive = _both_ways(baseline, candidate, rules)
     assert fast.findings == exhaustive.findings
+
+
+def test_path_rules_are_remembered_per_pattern_pair_and_stay_bounded() -> None:
+    """A route's (ignores, lists) answer per shape key is the patterns' own, read from a memo shared by the
+    comparisons of that pair of patterns; the memos are bounded however many routes and paths come."""
+    import re
+
+    from shadowd.core.compare import _Context, _path_rules
+
+    context = _Context(RouteRules(ignore_paths=("$.meta",), value_paths=("$.items[*].price",)), ())
+    for key in ("/meta", "/meta/at", "/items/*/price", "/items/*/name", "/other"):
+        assert context.value_rules(key) == _path_rules(context.ignored, context.listed, key)
+        assert context.value_rules(key) == _path_rules(context.ignored, context.listed, key)  # from the memo
+    again = _Context(RouteRules(ignore_paths=("$.meta",), value_paths=("$.items[*].price",)), ())
+    assert again._rules is context._rules  # the same compiled patterns: one memo
+    long_key = "/" + "k" * 300
+    assert context.value_rules(long_key) == (False, False) and long_key not in context._rules
+    for n in range(2 * compare_module._MAX_RULE_MEMOS):
+        compare_module._rules_for(re.compile(f"x{n}"), None)
+    assert len(compare_module._rule_memos) <= compare_module._MAX_RULE_MEMOS
