@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,6 +191,41 @@ def test_an_error_event_mid_stream_is_the_sdk_status_error() -> None:
     same_outcome(sdk, ours)
     not_json = asyncio.run(both(sse([("message_start", START), ("error", "upstream went away")])))
     same_outcome(not_json[0], not_json[1])
+
+
+def test_nul_bytes_lone_surrogates_and_nan_come_through_as_the_sdk_reads_them() -> None:
+    """Hostile data: NUL and a lone surrogate in streamed text and in a tool's string input, NaN in the
+    usage, give the SDK's message (the store escapes them later, as for a non-streamed answer); a lone
+    surrogate escape inside a tool's input is not JSON to either reader, so both fail."""
+    tool = {"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}
+
+    def events(partial_json: str) -> list[tuple[str, Any]]:
+        return [
+            ("message_start", START),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": "a\u0000b\ud800c"}}),
+            ("content_block_start", tool),
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "input_json_delta", "partial_json": partial_json}}),
+            ("message_delta", '{"type": "message_delta", "delta": {"stop_reason": "tool_use"}, '
+                              '"usage": {"output_tokens": 5, "input_tokens": NaN}}'),
+        ]
+
+    def stream(partial_json: str) -> bytes:
+        return sse(events(partial_json))  # json.dumps writes NUL and the surrogate as \u escapes
+
+    sdk, ours, _ = asyncio.run(both(stream('{"q": "x\\u0000y"}')))
+    assert not isinstance(sdk, Exception), sdk
+    assert sdk["content"][0]["text"] == "a\x00b\ud800c" and sdk["content"][1]["input"] == {"q": "x\x00y"}
+    assert math.isnan(sdk["usage"]["input_tokens"]) and math.isnan(ours["usage"]["input_tokens"])
+    ours["usage"]["input_tokens"] = sdk["usage"]["input_tokens"]  # NaN is not equal to itself
+    same_outcome(sdk, ours)
+    sdk, ours, _ = asyncio.run(both(stream('{"q": "\\ud800"}')))
+    assert isinstance(sdk, ValueError)
+    same_outcome(sdk, ours)
 
 
 def test_broken_streams_fail_as_the_sdk_fails() -> None:
