@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jiter import from_json
 
 from shadowd.adapters.anthropic_client import AnthropicModelClient, RetryPolicy
 from shadowd.adapters.messages_wire import stream_message
@@ -163,6 +164,19 @@ def streams(draw: Any) -> list[tuple[str, Any]]:
     if draw(st.booleans()):
         events.append(("message_stop", {"type": "message_stop"}))
     return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), values, max_size=4), st.booleans(), st.sampled_from([None, 2]))
+def test_every_prefix_of_a_tool_input_parses_partially(document: dict[str, Any], ascii_only: bool,
+                                                       indent: int | None) -> None:
+    """What parsing a tool's input once at the end rests on: jiter's partial mode reads every prefix of
+    an object's JSON (cut between characters, as deltas are), so the SDK, which parses at every delta,
+    fails on exactly the inputs that fail once whole, and both end with the same value."""
+    text = json.dumps(document, ensure_ascii=ascii_only, indent=indent)
+    for end in range(1, len(text) + 1):
+        from_json(text[:end].encode(), partial_mode=True)
+    assert from_json(text.encode(), partial_mode=True) == json.loads(text)
 
 
 # The SDK warns while it serialises a block type it does not know; the warning is its own, not a finding.
