@@ -67,11 +67,21 @@ def scalar_leaves(document: Any, pointer_prefix: str = "", key_prefix: str = "")
     return leaves
 
 
-def changed_leaf_pairs(
-    before: Any, after: Any, before_prefix: str = "", after_prefix: str = "", key_prefix: str = ""
-) -> list[tuple[Leaf, Leaf]] | None:
-    """The scalar leaves of `before` and `after` at the same pointer, as `scalar_leaves` would pair
-    them, in its order, leaving out every pair inside a subtree equal in Python on both sides.
+class ValuePair(NamedTuple):
+    """One scalar at the same place on both sides, with what the value rule reads of it."""
+
+    key: str  # noise key, as Leaf.key
+    shape_key: str  # as Leaf.shape_key
+    before: Any  # the baseline's value
+    after: Any  # the candidate's value
+    pointer: str  # JSON pointer of the candidate's value, in the candidate's frame
+
+
+def changed_value_pairs(
+    before: Any, after: Any, after_prefix: str = "", key_prefix: str = ""
+) -> list[ValuePair] | None:
+    """The scalars of `before` and `after` at the same pointer, as `scalar_leaves` would pair them, in
+    its order, leaving out every pair inside a subtree equal in Python on both sides.
 
     Such a subtree holds no value change: its scalars are the same value, or differ only in JSON type
     (true against 1), which the value rule leaves to schema.type_changed. Comparing subtrees with `==`
@@ -80,23 +90,23 @@ def changed_leaf_pairs(
     other at one pointer (key "0" and index 0 share the pointer `/0`). The caller makes sure neither
     document has more than MAX_LEAVES leaves (scalar_leaves stops there).
     """
-    pairs: list[tuple[Leaf, Leaf]] = []
+    pairs: list[ValuePair] = []
     if before == after:
         return pairs
     if isinstance(before, dict) and isinstance(after, list) or isinstance(before, list) and isinstance(after, dict):
         return None
-    if not isinstance(before, dict | list) or not isinstance(after, dict | list):
+    if not isinstance(before, _CONTAINERS) or not isinstance(after, _CONTAINERS):
         return pairs  # a bare scalar document has no path to compare
-    walk = _PairWalk(pairs, before_prefix, after_prefix, key_prefix)
     try:
-        walk.children(before, after, "", 0, "", "$")
+        _PairWalk(pairs, after_prefix, key_prefix).children(before, after, "", 0, "", "$")
     except _Unpairable:
         return None
     return pairs
 
 
-# Leaf(...) runs NamedTuple's generated __new__ in Python; tuple.__new__ builds the same Leaf in C,
-# 4x faster, which counts at two leaves per changed value.
+_CONTAINERS = (dict, list)
+# ValuePair(...) runs NamedTuple's generated __new__ in Python; tuple.__new__ builds the same tuple in C,
+# several times faster, which counts at one pair per changed value.
 _new_tuple: Any = tuple.__new__
 
 
@@ -110,20 +120,21 @@ _key_parts = functools.lru_cache(maxsize=4096)(_parts)
 
 
 class _Unpairable(Exception):
-    """An object against an array at one pointer: changed_leaf_pairs cannot pair them as scalar_leaves does."""
+    """An object against an array at one pointer: changed_value_pairs cannot pair them as scalar_leaves does."""
 
 
 class _PairWalk:
-    """changed_leaf_pairs' walk, depth-first in the baseline's document order. Paths are built only for
+    """changed_value_pairs' walk, depth-first in the baseline's document order. Paths are built only for
     the children that differ, each part once per container rather than once per leaf below it."""
 
-    __slots__ = ("after_prefix", "before_prefix", "key_prefix", "pairs")
+    __slots__ = ("after_prefix", "key_prefix", "pairs")
 
-    def __init__(self, pairs: list[tuple[Leaf, Leaf]], before_prefix: str, after_prefix: str, key_prefix: str) -> None:
-        self.pairs, self.before_prefix, self.after_prefix, self.key_prefix = pairs, before_prefix, after_prefix, key_prefix
+    def __init__(self, pairs: list[ValuePair], after_prefix: str, key_prefix: str) -> None:
+        self.pairs, self.after_prefix, self.key_prefix = pairs, after_prefix, key_prefix
 
     def children(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
-        """The pairs below two unequal containers at one pointer, `depth` deep."""
+        """The pairs below two unequal containers of one kind at one pointer, `depth` deep: a pair for two
+        unequal scalars, the pairs below two unequal containers, nothing for a scalar against a container."""
         if depth >= MAX_SHAPE_DEPTH:
             return
         if isinstance(one, dict):
@@ -135,27 +146,33 @@ class _PairWalk:
                     continue
                 name = str(key)
                 pointer_part, shape_part, path_part = _key_parts(name) if len(name) <= 64 else _parts(name)
-                self.child(child, counterpart, relative + pointer_part, depth + 1, shape + shape_part, path + path_part)
+                if not isinstance(child, _CONTAINERS):
+                    if not isinstance(counterpart, _CONTAINERS):
+                        self.pairs.append(_new_tuple(ValuePair, (
+                            self.key_prefix + path + path_part, shape + shape_part, child, counterpart,
+                            self.after_prefix + relative + pointer_part,
+                        )))
+                elif isinstance(counterpart, _CONTAINERS):
+                    if isinstance(child, dict) is not isinstance(counterpart, dict):
+                        raise _Unpairable
+                    self.children(child, counterpart, relative + pointer_part, depth + 1, shape + shape_part,
+                                  path + path_part)
         else:
             item_shape, item_path = f"{shape}/{ARRAY_ITEM}", path + "[*]"
             for index in range(min(len(one), len(two))):
                 child, counterpart = one[index], two[index]
                 if child == counterpart:
                     continue
-                self.child(child, counterpart, f"{relative}/{index}", depth + 1, item_shape, item_path)
-
-    def child(self, one: Any, two: Any, relative: str, depth: int, shape: str, path: str) -> None:
-        """Two unequal values at one pointer: a pair of scalars, or the pairs below two containers."""
-        one_container, two_container = isinstance(one, dict | list), isinstance(two, dict | list)
-        if not one_container:
-            if not two_container:
-                key = self.key_prefix + path
-                self.pairs.append((_new_tuple(Leaf, (self.before_prefix + relative, key, shape, one)),
-                                   _new_tuple(Leaf, (self.after_prefix + relative, key, shape, two))))
-        elif two_container:
-            if isinstance(one, dict) is not isinstance(two, dict):
-                raise _Unpairable
-            self.children(one, two, relative, depth, shape, path)
+                if not isinstance(child, _CONTAINERS):
+                    if not isinstance(counterpart, _CONTAINERS):
+                        self.pairs.append(_new_tuple(ValuePair, (
+                            self.key_prefix + item_path, item_shape, child, counterpart,
+                            f"{self.after_prefix}{relative}/{index}",
+                        )))
+                elif isinstance(counterpart, _CONTAINERS):
+                    if isinstance(child, dict) is not isinstance(counterpart, dict):
+                        raise _Unpairable
+                    self.children(child, counterpart, f"{relative}/{index}", depth + 1, item_shape, item_path)
 
 
 def _walk(document: Any) -> Iterator[tuple[str, tuple[str | None, ...], Any]]:

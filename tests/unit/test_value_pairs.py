@@ -127,3 +127,21 @@ def test_path_rules_are_remembered_per_pattern_pair_and_stay_bounded() -> None:
     for n in range(2 * compare_module._MAX_RULE_MEMOS):
         compare_module._rules_for(re.compile(f"x{n}"), None)
     assert len(compare_module._rule_memos) <= compare_module._MAX_RULE_MEMOS
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_a_value_finding_is_the_finding_the_dataclass_builds(noise: bool) -> None:
+    """value_finding sets the frozen dataclass's fields itself: the object must be the one Finding(...) makes."""
+    import dataclasses
+
+    from shadowd.core.compare import value_finding
+    from shadowd.core.findings import CODES, Code, Finding
+
+    fast = value_finding("$.a: baseline 1, candidate 2", "/a", noise=noise)
+    built = Finding(Code.VALUE_CHANGED, CODES[Code.VALUE_CHANGED], "$.a: baseline 1, candidate 2", "/a", noise)
+    assert type(fast) is Finding
+    assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
+    assert fast.to_dict() == built.to_dict() and fast.blocking is built.blocking is (not noise)
+    assert dataclasses.replace(fast, noise=True) == dataclasses.replace(built, noise=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.detail = "changed"  # type: ignore[misc]
