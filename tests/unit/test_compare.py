@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema.exceptions import best_match
+from jsonschema.validators import Draft202012Validator, validator_for
 
 from shadowd.core.compare import (
     COMPARATOR_VERSION,
@@ -23,6 +25,7 @@ from shadowd.core.jsonpath import ignore_path_pattern
 from shadowd.core.markdown import markdown_signature
 from shadowd.core.results import SideResult, Usage
 from shadowd.core.schema import compile_schema
+from tests.helpers import replaced
 
 _ids = iter(range(1_000_000))
 
@@ -884,8 +887,92 @@ def test_fast_schema_check_never_passes_what_jsonschema_fails(schema: Any, insta
     """The compiled schema's answer is jsonschema's, with or without the jsonschema-rs check."""
     compiled = compile_schema(schema)
     assert not isinstance(compiled, str), compiled
-    assert compiled.is_valid(instance) == compiled.validator.is_valid(instance)
-    assert (compiled.first_error(instance) is None) == compiled.validator.is_valid(instance)
+    plain = _plain_validator(schema)
+    assert compiled.is_valid(instance) == plain.is_valid(instance)
+    assert compiled.validator.is_valid(instance) == plain.is_valid(instance)
+    assert (compiled.first_error(instance) is None) == plain.is_valid(instance)
+
+
+def _plain_validator(schema: Any) -> Any:
+    """jsonschema's own validator for `schema` as compile_schema reads it (keys sorted), walking every value."""
+    canonical = json.loads(json.dumps(schema, sort_keys=True))
+    return validator_for(canonical, default=Draft202012Validator)(canonical)
+
+
+def _named(error: Any) -> Any:
+    if error is None:
+        return None
+    return list(error.absolute_path), error.message, error.validator, list(error.absolute_schema_path)
+
+
+@settings(max_examples=600, deadline=None)
+@given(schema=rooted_schemas, instance=instances)
+def test_the_error_named_is_the_one_jsonschema_names_walking_everything(schema: Any, instance: Any) -> None:
+    """first_error skips children that jsonschema-rs passes against their subschema; the error it names
+    (pointer, message, keyword, schema path) is the one best_match picks from all of jsonschema's errors."""
+    compiled = compile_schema(schema)
+    assert not isinstance(compiled, str), compiled
+    assert _named(compiled.first_error(instance)) == _named(best_match(_plain_validator(schema).iter_errors(instance)))
+
+
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "items", "meta"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "pattern": "^T-[0-9]+$"},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sku", "qty"],
+                "properties": {"sku": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}},
+            },
+        },
+        "meta": {"type": "object", "properties": {"tags": {"type": "array", "items": {"enum": ["a", "b"]}}}},
+        "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "number"}], "items": False},
+    },
+}
+GOOD_ANSWER: dict[str, Any] = {
+    "id": "T-1",
+    "items": [{"sku": f"S{i}", "qty": i + 1} for i in range(40)],
+    "meta": {"tags": ["a", "b", "a"]},
+    "pair": ["x", 1.5],
+}
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"items": [*GOOD_ANSWER["items"][:39], {"sku": "S39", "qty": 0}]},  # one deep value among many valid
+        {"items": [*GOOD_ANSWER["items"][:20], {"qty": 2}, *GOOD_ANSWER["items"][21:]]},  # a required key
+        {"meta": {"tags": ["a", "c"]}, "id": "X-1"},  # two errors at different depths: the shallower wins
+        {"pair": ["x", "y", 3]},  # prefixItems and items: false
+        {"extra": 1},  # additionalProperties: false, at the root
+        {"id": "T-\ud800"},  # a string jsonschema-rs cannot take is walked by jsonschema
+    ],
+    ids=["deep-value", "required", "two-depths", "prefix-items", "additional", "lone-surrogate"],
+)
+def test_a_realistic_answer_names_the_same_error_and_skips_what_is_valid(broken: dict[str, Any]) -> None:
+    from shadowd.core import schema as schema_module
+
+    instance = json.loads(json.dumps({**GOOD_ANSWER, **broken}))
+    compiled = compile_schema(ANSWER_SCHEMA)
+    assert not isinstance(compiled, str) and compiled.certainly_valid is not None
+    skipped: list[Any] = []
+    passes = schema_module._SubschemaChecks.passes
+
+    def counting(self: Any, value: Any, subschema: Any) -> bool:
+        result = passes(self, value, subschema)
+        if result:
+            skipped.append(value)
+        return result
+
+    with replaced(schema_module._SubschemaChecks, "passes", counting):
+        named = _named(compiled.first_error(instance))
+    assert named is not None
+    assert named == _named(best_match(_plain_validator(ANSWER_SCHEMA).iter_errors(instance)))
+    assert skipped, "no valid child was skipped"
 
 
 @pytest.mark.parametrize(
