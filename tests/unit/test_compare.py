@@ -915,6 +915,36 @@ def test_the_error_named_is_the_one_jsonschema_names_walking_everything(schema: 
     assert _named(compiled.first_error(instance)) == _named(best_match(_plain_validator(schema).iter_errors(instance)))
 
 
+DRAFTS = ["http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#",
+          "https://json-schema.org/draft/2019-09/schema"]
+legacy_schemas = st.recursive(
+    leaf_schemas,
+    lambda inner: st.one_of(
+        st.builds(lambda props, extra: {"properties": props, "additionalProperties": extra},
+                  st.dictionaries(KEYS, inner, max_size=3), inner),
+        st.builds(lambda item: {"items": item}, inner),  # one schema for every item
+        st.builds(lambda parts, extra: {"items": parts, "additionalItems": extra},  # a schema per position
+                  st.lists(inner, min_size=1, max_size=2), inner),
+        st.builds(lambda parts: {"anyOf": parts}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda parts: {"oneOf": parts}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(draft=st.sampled_from(DRAFTS), schema=legacy_schemas, instance=instances)
+def test_the_error_named_is_jsonschemas_in_the_older_drafts(draft: str, schema: Any, instance: Any) -> None:
+    """The same, where `items` may be a list of schemas with `additionalItems` (drafts 4 to 2019-09)."""
+    if not isinstance(schema, dict):
+        schema = {"allOf": [schema]}
+    schema = {"$schema": draft, **schema}
+    compiled = compile_schema(schema)
+    if isinstance(compiled, str):
+        return  # a combination that draft's meta-schema rejects (draft 4's boolean exclusiveMinimum)
+    assert _named(compiled.first_error(instance)) == _named(best_match(_plain_validator(schema).iter_errors(instance)))
+
+
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "items", "meta"],
