@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -183,7 +184,12 @@ _PRUNED_KEYWORDS = (
     "properties", "items", "prefixItems", "additionalProperties", "additionalItems", "allOf", "anyOf", "oneOf",
 )
 _ALWAYS_WALKED = frozenset({"$ref", "$dynamicRef", "$recursiveRef", "$schema"})
-_MAX_SUBSCHEMA_CHECKS = 4096
+# Subschema checks kept in all schemas together (~3.3 KB each compiled): past this, every schema's are
+# dropped and compiled again as errors need them. Tool schemas arrive with requests, so there is no other
+# bound on how many subschemas a daemon meets.
+_MAX_SUBSCHEMA_CHECKS = 8192
+_all_checks: weakref.WeakSet[_SubschemaChecks] = weakref.WeakSet()
+_kept = 0  # entries in every _SubschemaChecks of _all_checks, since the last drop
 
 
 class _SubschemaChecks:
@@ -193,14 +199,13 @@ class _SubschemaChecks:
         self._rs_class, self._keywords = rs_class, keywords
         # id(subschema) -> (the subschema, its check or None); the subschema is kept, so the id stays its.
         self._checks: dict[int, tuple[Any, Callable[[Any], bool] | None]] = {}
+        _all_checks.add(self)
 
     def passes(self, instance: Any, subschema: Any) -> bool:
         """True only when `instance` is certainly valid against `subschema`."""
         entry = self._checks.get(id(subschema))
         if entry is None or entry[0] is not subschema:
-            if len(self._checks) >= _MAX_SUBSCHEMA_CHECKS:
-                self._checks.clear()
-            entry = self._checks[id(subschema)] = (subschema, self._compile(subschema))
+            entry = self._remember(subschema)
         check = entry[1]
         if check is None:
             return False
@@ -208,6 +213,19 @@ class _SubschemaChecks:
             return bool(check(instance))
         except Exception:  # a value jsonschema-rs cannot take (a lone surrogate): jsonschema walks it
             return False
+
+    def _remember(self, subschema: Any) -> tuple[Any, Callable[[Any], bool] | None]:
+        global _kept
+        if _kept >= _MAX_SUBSCHEMA_CHECKS:
+            for checks in list(_all_checks):
+                checks._checks.clear()
+            _kept = 0
+        entry = self._checks[id(subschema)] = (subschema, self._compile(subschema))
+        _kept += 1
+        return entry
+
+    def kept(self) -> int:
+        return len(self._checks)
 
     def _compile(self, subschema: Any) -> Callable[[Any], bool] | None:
         if not isinstance(subschema, dict) or _mentions(subschema, _ALWAYS_WALKED):

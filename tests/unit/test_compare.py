@@ -1071,3 +1071,24 @@ def test_schema_violation_is_jsonschemas_where_the_libraries_differ(candidate: A
     result = compare(side({"note": ""}), side(candidate), rules=RouteRules(output_schema=PATTERN_SCHEMA))
     codes = [finding.code for finding in result.findings]
     assert ("schema.violation" in codes) is violates, result.findings
+
+
+def test_subschema_checks_stay_bounded_over_many_schemas() -> None:
+    """Tool schemas arrive with requests: the subschema checks kept in all schemas together stay under the
+    bound, and a schema whose checks were dropped still names jsonschema's error."""
+    from shadowd.core import schema as schema_module
+
+    schemas = [
+        {"type": "object", "properties": {f"k{i}": {"type": "integer", "minimum": i}, "list": {"items": {"type": "string"}}}}
+        for i in range(40)
+    ]
+    with replaced(schema_module, "_MAX_SUBSCHEMA_CHECKS", 25):
+        for _ in range(2):
+            for index, schema in enumerate(schemas):
+                instance = {f"k{index}": index - 1, "list": ["a", "b"]}
+                compiled = compile_schema(schema)
+                assert not isinstance(compiled, str)
+                expected = _named(best_match(_plain_validator(schema).iter_errors(instance)))
+                assert _named(compiled.first_error(instance)) == expected
+                kept = sum(checks.kept() for checks in list(schema_module._all_checks))
+                assert kept <= 25
