@@ -818,9 +818,9 @@ def _length_findings(base: _Output, other: _Output) -> list[Finding]:
     ]
 
 
-# Finding(...) goes through type.__call__ and the frozen dataclass's keyword __init__; with one value.changed
-# finding per changed value that is a tenth of the rule's time. This sets the same five fields on the
-# same slots, as that __init__ does (Finding has no __post_init__).
+# Finding(...) goes through type.__call__ and the frozen dataclass's __init__, which counts at one
+# value.changed finding per changed value. This sets the same five fields on the same slots, as that
+# __init__ does (Finding has no __post_init__).
 _new_object, _set_field = object.__new__, object.__setattr__
 
 
