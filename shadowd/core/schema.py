@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import weakref
 from collections.abc import Callable
@@ -128,6 +129,11 @@ def _compile(canonical: str) -> CompiledSchema | str:
 # - `pattern` is Python's `re.search` (a keyword of ours): Rust's regex dialect differs (`\s`, `$`);
 # - `patternProperties` picks members by regex and `multipleOf` on floats is arithmetic that
 #   differs (19.99 is a multiple of 0.01 to one, not the other): jsonschema alone for those schemas.
+# - NaN and ±Infinity (json.loads reads `NaN`, `Infinity` and 1e999 in a model's answer) are numbers to
+#   jsonschema and of no JSON type to jsonschema-rs, which fails them against every `type`, `enum` and
+#   `const` but skips the range keywords for them, and turns such a failure into a pass through `not`,
+#   `if` and `oneOf`: {"maximum": 1} passes Infinity. In a schema with a range keyword beside no `type`,
+#   or with one of those three, jsonschema-rs is asked only about documents without such numbers.
 # Instances come from json.loads, so they nest at most ~1,000 deep (the recursion limit); jsonschema-rs
 # handles 20,000.
 
@@ -139,6 +145,8 @@ _RS_DRAFTS: dict[type, Any] = {
     Draft202012Validator: jsonschema_rs.Draft202012Validator,
 }
 _LEFT_TO_JSONSCHEMA = frozenset({"patternProperties", "multipleOf"})
+_INVERTING = frozenset({"not", "if", "oneOf", "maxContains"})
+_RANGES = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
 
 
 class _PythonPattern:
@@ -168,7 +176,46 @@ def _fast_check(schema: Any, cls: type) -> _FastCheck | None:
         compiled = rs_class(schema, validate_formats=False, offline=True, keywords=keywords)
     except Exception:  # a schema it cannot compile (a remote $ref): jsonschema alone is still right
         return None
-    return _FastCheck(compiled.is_valid, _SubschemaChecks(rs_class, keywords))
+    finite_only = _mentions(schema, _INVERTING) or _range_without_type(schema)
+    check = _finite_only(compiled.is_valid) if finite_only else compiled.is_valid
+    return _FastCheck(check, _SubschemaChecks(rs_class, keywords, finite_only))
+
+
+def _range_without_type(schema: Any) -> bool:
+    """Whether some object in the schema has a range keyword and no `type` beside it."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "type" not in node and not _RANGES.isdisjoint(node):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _finite_only(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """`check`, answering False ("ask jsonschema") for a document holding NaN or an infinity."""
+
+    def checked(instance: Any) -> bool:
+        return _all_finite(instance) and check(instance)
+
+    return checked
+
+
+def _all_finite(document: Any) -> bool:
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return False
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
 
 
 # --- naming the error without walking what is valid ------------------------------------------------
@@ -195,8 +242,8 @@ _kept = 0  # entries in every _SubschemaChecks of _all_checks, since the last dr
 class _SubschemaChecks:
     """jsonschema-rs checks for the subschemas of one schema, compiled when first needed."""
 
-    def __init__(self, rs_class: Any, keywords: dict[str, Any] | None) -> None:
-        self._rs_class, self._keywords = rs_class, keywords
+    def __init__(self, rs_class: Any, keywords: dict[str, Any] | None, finite_only: bool) -> None:
+        self._rs_class, self._keywords, self._finite_only = rs_class, keywords, finite_only
         # id(subschema) -> (the subschema, its check or None); the subschema is kept, so the id stays its.
         self._checks: dict[int, tuple[Any, Callable[[Any], bool] | None]] = {}
         _all_checks.add(self)
@@ -235,7 +282,7 @@ class _SubschemaChecks:
         except Exception:
             return None
         check: Callable[[Any], bool] = compiled.is_valid
-        return check
+        return _finite_only(check) if self._finite_only else check
 
 
 class _Pruning:

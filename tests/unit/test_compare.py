@@ -814,6 +814,9 @@ instances = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
     max_leaves=10,
 )
+# What a model's JSON may also hold once parsed (NaN, Infinity, 1e999): never in a schema (not JSON), so
+# only in the instances.
+NON_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])
 TYPE_NAMES = ["null", "boolean", "integer", "number", "string", "array", "object"]
 leaf_schemas = st.one_of(
     st.booleans(),
@@ -913,6 +916,59 @@ def test_the_error_named_is_the_one_jsonschema_names_walking_everything(schema: 
     compiled = compile_schema(schema)
     assert not isinstance(compiled, str), compiled
     assert _named(compiled.first_error(instance)) == _named(best_match(_plain_validator(schema).iter_errors(instance)))
+
+
+non_finite_instances = st.recursive(
+    NON_FINITE | scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3), max_leaves=4
+).filter(lambda value: "nan" in repr(value) or "inf" in repr(value))
+
+
+@settings(max_examples=600, deadline=None)
+@given(schema=rooted_schemas, instance=non_finite_instances)
+def test_nan_and_infinity_get_jsonschemas_verdict_and_error(schema: Any, instance: Any) -> None:
+    """NaN and ±Infinity (json.loads reads them in a model's answer) are numbers to jsonschema and of no
+    type to jsonschema-rs: the fast check and the skipping must not pass what jsonschema fails."""
+    compiled = compile_schema(schema)
+    assert not isinstance(compiled, str), compiled
+    plain = _plain_validator(schema)
+    try:
+        valid, named = plain.is_valid(instance), _named(best_match(plain.iter_errors(instance)))
+    except (ValueError, OverflowError):  # jsonschema's multipleOf cannot divide NaN or Infinity: the
+        with pytest.raises((ValueError, OverflowError)):  # comparator notes "could not validate"
+            compiled.first_error(instance)
+        return
+    assert compiled.is_valid(instance) == valid
+    assert _named(compiled.first_error(instance)) == named
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance"),
+    [
+        ({"maximum": 1}, float("inf")),
+        ({"properties": {"score": {"minimum": 0}}}, {"score": float("-inf")}),
+        ({"not": {"type": "number"}}, float("nan")),
+        ({"oneOf": [{"minLength": 1}, {"type": "number"}]}, float("nan")),
+        ({"if": {"type": "number"}, "then": {"minimum": 5, "type": "number"}}, float("inf")),
+        ({"items": {"exclusiveMaximum": 2}}, [1, float("inf")]),
+    ],
+    ids=["maximum", "nested-minimum", "not", "oneOf", "if", "items"],
+)
+def test_a_non_finite_number_is_judged_by_jsonschema(schema: dict[str, Any], instance: Any) -> None:
+    compiled = compile_schema(schema)
+    assert not isinstance(compiled, str)
+    plain = _plain_validator(schema)
+    assert compiled.is_valid(instance) == plain.is_valid(instance)
+    assert _named(compiled.first_error(instance)) == _named(best_match(plain.iter_errors(instance)))
+
+
+def test_a_range_beside_its_type_keeps_the_plain_fast_check() -> None:
+    """Near miss: with `type` beside every range keyword jsonschema-rs fails NaN and Infinity itself, so
+    the check is jsonschema-rs's own, with no walk over the document first."""
+    compiled = compile_schema({"properties": {"score": {"type": "number", "maximum": 1}}})
+    assert not isinstance(compiled, str) and compiled.certainly_valid is not None
+    assert getattr(compiled.certainly_valid, "__self__", None) is not None  # a bound jsonschema-rs method
+    assert compiled.is_valid({"score": float("inf")}) is False
+    assert compiled.is_valid({"score": 0.5}) is True
 
 
 DRAFTS = ["http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#",
@@ -1092,3 +1148,14 @@ def test_subschema_checks_stay_bounded_over_many_schemas() -> None:
                 assert _named(compiled.first_error(instance)) == expected
                 kept = sum(checks.kept() for checks in list(schema_module._all_checks))
                 assert kept <= 25
+
+
+@pytest.mark.parametrize(("answer", "violates"), [('{"score": Infinity}', True), ('{"score": 0.9}', False)],
+                         ids=["infinity-over-maximum", "near-miss-within"])
+def test_an_infinite_score_over_an_untyped_maximum_is_a_schema_violation(answer: str, violates: bool) -> None:
+    """json.loads reads `Infinity` in a model's answer; jsonschema-rs alone would pass it under a bare
+    `maximum` (it has no JSON type there), jsonschema does not."""
+    rules = RouteRules(output_schema={"type": "object", "properties": {"score": {"maximum": 1}}})
+    result = compare(side('{"score": 0.5}'), side(answer), rules=rules)
+    codes = [finding.code for finding in result.findings]
+    assert ("schema.violation" in codes) is violates, result.findings
