@@ -7,7 +7,7 @@ import json
 import math
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,16 +183,7 @@ def _fast_check(schema: Any, cls: type) -> _FastCheck | None:
 
 def _range_without_type(schema: Any) -> bool:
     """Whether some object in the schema has a range keyword and no `type` beside it."""
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "type" not in node and not _RANGES.isdisjoint(node):
-                return True
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
+    return any(isinstance(node, dict) and "type" not in node and not _RANGES.isdisjoint(node) for node in _nodes(schema))
 
 
 def _finite_only(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -205,17 +196,7 @@ def _finite_only(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 def _all_finite(document: Any) -> bool:
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, float):
-            if not math.isfinite(node):
-                return False
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return True
+    return not any(isinstance(node, float) and not math.isfinite(node) for node in _nodes(document))
 
 
 # --- naming the error without walking what is valid ------------------------------------------------
@@ -324,13 +305,16 @@ def _pruning_class(cls: Any, checks: _SubschemaChecks) -> Any:
 
 def _mentions(schema: Any, keywords: frozenset[str]) -> bool:
     """Whether any object in the schema has one of these keys (a property of that name counts too)."""
-    stack = [schema]
+    return any(isinstance(node, dict) and not keywords.isdisjoint(node) for node in _nodes(schema))
+
+
+def _nodes(value: Any) -> Iterator[Any]:
+    """Every value inside `value`, itself included, depth-first."""
+    stack = [value]
     while stack:
         node = stack.pop()
+        yield node
         if isinstance(node, dict):
-            if not keywords.isdisjoint(node):
-                return True
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return False
